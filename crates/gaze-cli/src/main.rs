@@ -1,0 +1,2 @@
+//! # gaze
+fn main() {}

@@ -1,0 +1,19 @@
+//! Differentiable operations with exact gradients.
+//!
+//! Each op is a candle custom op whose forward runs a kernel of ours and whose backward follows
+//! PyTorch's definition, so attributions match the Python peers:
+//! ReLU's gradient at 0 is 0; max pooling routes a window's gradient to its first maximum only;
+//! pooling takes any kernel, stride and padding; convolutions take any stride, padding, dilation and
+//! groups on non-square inputs; and no op computes the gradient of a weight that is not a variable
+//! (a constant weight gets `None`, so the gradient store never holds it).
+//!
+//! Kernels run on the host for `f32` and `f64` (the finite-difference tests run in `f64`). On other
+//! devices the op copies its operands to the host and the result back: correct everywhere, fast on
+//! the CPU.
+
+mod kernel;
+mod relu;
+mod softmax;
+
+pub use relu::{relu, ReluMode};
+pub use softmax::softmax_last_dim;

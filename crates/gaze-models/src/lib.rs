@@ -1,0 +1,1 @@
+//! # gaze-models
