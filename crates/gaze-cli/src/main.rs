@@ -1,2 +1,63 @@
 //! # gaze
-fn main() {}
+//!
+//! The `gaze` command line: `predict`, `layers`, `explain` (see `docs/cli.md` for the contract).
+//! It owns argument parsing, finding model weights, reading and writing files, and exit codes:
+//! 0 when everything asked for was written, 2 for bad usage or input, 1 for other failures.
+//! It computes nothing itself: models, methods and pictures come from the library crates.
+
+mod input;
+mod layers;
+mod model;
+mod predict;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "gaze", version, about = "See what an image classifier looks at when it decides")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// The top classes of each image.
+    Predict(predict::Args),
+    /// Every layer (tap) name of a model with its output shape.
+    Layers(layers::Args),
+}
+
+/// An error in how gaze was called (exit code 2).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Predict(args) => predict::run(args),
+        Command::Layers(args) => layers::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(exit_code(&e))
+        }
+    }
+}
+
+/// 2 for the user's input or usage, 1 for anything else.
+fn exit_code(e: &anyhow::Error) -> u8 {
+    for cause in e.chain() {
+        if cause.is::<UsageError>() {
+            return 2;
+        }
+        if let Some(g) = cause.downcast_ref::<gaze_core::Error>() {
+            return if g.is_user_error() { 2 } else { 1 };
+        }
+    }
+    1
+}

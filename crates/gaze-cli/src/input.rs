@@ -1,0 +1,73 @@
+//! Reading the images or the tensor file a command works on.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use candle_core::{DType, Device, Tensor};
+use gaze_core::Error;
+use gaze_models::{load_image, Classifier};
+use image::RgbImage;
+
+use crate::UsageError;
+
+/// A batch ready for the model, with what the user named it by.
+pub struct Batch {
+    /// `[N, 3, H, W]`, preprocessed.
+    pub input: Tensor,
+    /// A stem per image: the file stem, or `input-<n>` for a tensor file.
+    pub stems: Vec<String>,
+    /// The images at the model's input size (none for a tensor file).
+    pub images: Vec<RgbImage>,
+}
+
+/// Reads `images` through the model's preprocessing, or the tensor `input` from a safetensors file.
+pub fn read_batch(model: &dyn Classifier, images: &[PathBuf], tensor_file: Option<&Path>) -> Result<Batch> {
+    let device = model.device().clone();
+    match (images.is_empty(), tensor_file) {
+        (true, None) => Err(UsageError("give at least one IMAGE or --input FILE.safetensors".into()).into()),
+        (false, Some(_)) => Err(UsageError("give IMAGE files or --input FILE, not both".into()).into()),
+        (true, Some(path)) => read_tensor_file(model, path, &device),
+        (false, None) => {
+            let pre = model.preprocess();
+            let mut inputs = Vec::with_capacity(images.len());
+            let mut resized = Vec::with_capacity(images.len());
+            let mut stems = Vec::with_capacity(images.len());
+            for path in images {
+                let image = load_image(path)?;
+                let small = pre.resize(&image);
+                inputs.push(pre.normalize(&small, &device)?);
+                resized.push(small);
+                stems.push(path.file_stem().and_then(|s| s.to_str()).unwrap_or("image").to_string());
+            }
+            Ok(Batch { input: Tensor::stack(&inputs, 0)?, stems, images: resized })
+        }
+    }
+}
+
+fn read_tensor_file(model: &dyn Classifier, path: &Path, device: &Device) -> Result<Batch> {
+    let tensors = candle_core::safetensors::load(path, device)
+        .map_err(|e| Error::Checkpoint { path: path.to_path_buf(), reason: format!("cannot read tensors: {e}") })?;
+    let input = tensors.get("input").ok_or_else(|| Error::Checkpoint {
+        path: path.to_path_buf(),
+        reason: format!(
+            "no tensor named `input`; it has: {}",
+            tensors.keys().cloned().collect::<Vec<_>>().join(", ")
+        ),
+    })?;
+    let [c, _, _] = model.input_shape();
+    match input.dims() {
+        [n, ch, _, _] if *ch == c && *n > 0 => {}
+        other => {
+            return Err(Error::Shape {
+                what: format!("tensor `input` in {}", path.display()),
+                expected: format!("[N, {c}, H, W] with N >= 1"),
+                got: other.to_vec(),
+            }
+            .into())
+        }
+    }
+    let input = input.to_dtype(DType::F32).context("converting `input` to f32")?;
+    gaze_core::numeric::ensure_finite(&input, &format!("tensor `input` in {}", path.display()))?;
+    let n = input.dim(0)?;
+    Ok(Batch { input, stems: (0..n).map(|i| format!("input-{i}")).collect(), images: Vec::new() })
+}

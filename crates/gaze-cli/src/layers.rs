@@ -1,0 +1,44 @@
+//! `gaze layers`: every tap name of a model with its output shape.
+
+use anyhow::Result;
+use clap::Args as ClapArgs;
+use gaze_engine::layer_shapes;
+use serde::Serialize;
+
+use crate::model::ModelArgs;
+
+#[derive(ClapArgs, Debug)]
+pub struct Args {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Serialize)]
+struct Layer {
+    name: String,
+    shape: Vec<usize>,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let model = args.model.load()?;
+    let layers: Vec<Layer> =
+        layer_shapes(model.as_ref(), None)?.into_iter().map(|l| Layer { name: l.name, shape: l.shape }).collect();
+    if args.json {
+        let [c, h, w] = model.input_shape();
+        let out = serde_json::json!({
+            "model": model.kind().name(),
+            "input_shape": [1, c, h, w],
+            "layers": layers,
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        let width = layers.iter().map(|l| l.name.len()).max().unwrap_or(0);
+        for l in &layers {
+            println!("{:width$}  {:?}", l.name, l.shape);
+        }
+    }
+    Ok(())
+}

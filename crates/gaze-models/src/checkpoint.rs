@@ -1,0 +1,96 @@
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+use safetensors::SafeTensors;
+
+use crate::{Error, Result};
+
+/// A safetensors checkpoint: its tensors' shapes (to read widths and class counts) and a
+/// [`VarBuilder`] over its weights.
+pub struct Checkpoint {
+    path: PathBuf,
+    shapes: HashMap<String, Vec<usize>>,
+    metadata: HashMap<String, String>,
+    tensors: HashMap<String, Tensor>,
+}
+
+impl Checkpoint {
+    /// Reads a checkpoint from a file.
+    pub fn open(path: &Path, device: &Device) -> Result<Self> {
+        let bytes = std::fs::read(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
+        Self::from_bytes(&bytes, path, device)
+    }
+
+    /// Reads a checkpoint from bytes; `path` names it in errors.
+    pub fn from_bytes(bytes: &[u8], path: &Path, device: &Device) -> Result<Self> {
+        let bad = |reason: String| Error::Checkpoint { path: path.to_path_buf(), reason };
+        let (_, header) = SafeTensors::read_metadata(bytes)
+            .map_err(|e| bad(format!("not a readable safetensors file ({e})")))?;
+        let metadata = header.metadata().clone().unwrap_or_default();
+        let st = SafeTensors::deserialize(bytes).map_err(|e| bad(format!("not a readable safetensors file ({e})")))?;
+        let mut shapes = HashMap::new();
+        let mut tensors = HashMap::new();
+        for (name, view) in st.tensors() {
+            let dtype = match view.dtype() {
+                safetensors::Dtype::F32 => DType::F32,
+                safetensors::Dtype::F16 => DType::F16,
+                safetensors::Dtype::BF16 => DType::BF16,
+                safetensors::Dtype::F64 => DType::F64,
+                other => return Err(bad(format!("tensor `{name}` has dtype {other:?}; expected f32, f16, bf16 or f64"))),
+            };
+            let t = Tensor::from_raw_buffer(view.data(), dtype, view.shape(), &Device::Cpu)
+                .map_err(|e| bad(format!("tensor `{name}`: {e}")))?
+                .to_dtype(DType::F32)?
+                .to_device(device)?;
+            shapes.insert(name.clone(), view.shape().to_vec());
+            tensors.insert(name, t);
+        }
+        Ok(Checkpoint { path: path.to_path_buf(), shapes, metadata, tensors })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The checkpoint's `__metadata__` entries.
+    pub fn metadata(&self) -> &HashMap<String, String> {
+        &self.metadata
+    }
+
+    /// Whether the checkpoint has a tensor named `key`.
+    pub fn contains(&self, key: &str) -> bool {
+        self.shapes.contains_key(key)
+    }
+
+    /// The shape of `key`; an error naming the missing key otherwise.
+    pub fn shape(&self, key: &str) -> Result<&[usize]> {
+        self.shapes.get(key).map(Vec::as_slice).ok_or_else(|| Error::Checkpoint {
+            path: self.path.clone(),
+            reason: format!("missing tensor `{key}`; is this a checkpoint of the right architecture?"),
+        })
+    }
+
+    /// The shape of `key`, checked to have `rank` dimensions.
+    pub fn shape_n(&self, key: &str, rank: usize) -> Result<&[usize]> {
+        let s = self.shape(key)?;
+        if s.len() != rank {
+            return Err(Error::Checkpoint {
+                path: self.path.clone(),
+                reason: format!("tensor `{key}` has shape {s:?}; expected {rank} dimensions"),
+            });
+        }
+        Ok(s)
+    }
+
+    /// A [`VarBuilder`] over the weights, in f32.
+    pub fn var_builder(&self, device: &Device) -> VarBuilder<'static> {
+        VarBuilder::from_tensors(self.tensors.clone(), DType::F32, device)
+    }
+
+    /// Maps a candle error from loading into an error that names this checkpoint.
+    pub fn fit_error(&self, e: candle_core::Error) -> Error {
+        Error::Checkpoint { path: self.path.clone(), reason: format!("does not fit the architecture: {e}") }
+    }
+}
