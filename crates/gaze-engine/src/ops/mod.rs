@@ -11,9 +11,20 @@
 //! devices the op copies its operands to the host and the result back: correct everywhere, fast on
 //! the CPU.
 
+mod conv;
 mod kernel;
+mod linear;
+mod matmul;
+mod norm;
+mod pool;
 mod relu;
 mod softmax;
+mod upsample;
 
+pub use conv::{conv2d, Conv2dConfig};
+pub use linear::linear;
+pub use norm::batch_norm;
+pub use pool::{adaptive_avg_pool2d, avg_pool2d, max_pool2d, Pool2dConfig};
 pub use relu::{relu, ReluMode};
 pub use softmax::softmax_last_dim;
+pub use upsample::upsample_bilinear2d;

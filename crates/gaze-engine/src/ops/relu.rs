@@ -29,10 +29,7 @@ impl CustomOp1 for Relu {
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> CResult<(CpuStorage, Shape)> {
         fn run<T: Float>(s: &CpuStorage, l: &Layout) -> CResult<(CpuStorage, Shape)> {
             let x = slice::<T>(s, l)?;
-            let y: Vec<T> = x
-                .iter()
-                .map(|&v| if v > T::ZERO { v } else { T::ZERO })
-                .collect();
+            let y: Vec<T> = x.iter().map(|&v| if v > T::ZERO { v } else { T::ZERO }).collect();
             output(y, l.shape().clone())
         }
         dispatch_float!("relu", s, run(s, l))

@@ -16,10 +16,7 @@ impl CustomOp1 for SoftmaxLastDim {
             let k = l.dims().last().copied().unwrap_or(1).max(1);
             let mut y = Vec::with_capacity(x.len());
             for row in x.chunks(k) {
-                let max = row
-                    .iter()
-                    .copied()
-                    .fold(T::NEG_INFINITY, |m, v| if v > m { v } else { m });
+                let max = row.iter().copied().fold(T::NEG_INFINITY, |m, v| if v > m { v } else { m });
                 let start = y.len();
                 let mut sum = T::ZERO;
                 for &v in row {

@@ -1,0 +1,196 @@
+//! Inference-mode batch normalisation as one per-channel affine op, so that constant parameters
+//! never get a gradient.
+
+use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result as CResult, Shape, Tensor};
+use rayon::prelude::*;
+
+use super::kernel::{dispatch_float, host_fallback, output, slice, Float};
+use super::linear::same_dtype;
+use crate::{Error, Result};
+
+/// `[N, C, S]`: images, channels, and elements per channel plane.
+#[derive(Clone, Copy, Debug)]
+struct Dims {
+    n: usize,
+    c: usize,
+    s: usize,
+}
+
+/// `y = x · scale[c] + shift[c]` over the channels of `[N, C, ...]`.
+struct ChannelAffine(Dims);
+
+impl CustomOp3 for ChannelAffine {
+    fn name(&self) -> &'static str {
+        "gaze-channel-affine"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> CResult<(CpuStorage, Shape)> {
+        fn run<T: Float>(
+            d: Dims,
+            (s1, l1): (&CpuStorage, &Layout),
+            (s2, l2): (&CpuStorage, &Layout),
+            (s3, l3): (&CpuStorage, &Layout),
+        ) -> CResult<(CpuStorage, Shape)> {
+            let x = slice::<T>(s1, l1)?;
+            let scale = slice::<T>(s2, l2)?;
+            let shift = slice::<T>(s3, l3)?;
+            let mut y = vec![T::ZERO; x.len()];
+            if d.s > 0 {
+                y.par_chunks_mut(d.s).zip(x.par_chunks(d.s)).enumerate().for_each(|(i, (yp, xp))| {
+                    let (a, b) = (scale[i % d.c], shift[i % d.c]);
+                    for (v, &u) in yp.iter_mut().zip(xp) {
+                        *v = u * a + b;
+                    }
+                });
+            }
+            output(y, l1.shape().clone())
+        }
+        dispatch_float!("batch_norm", s1, run(self.0, (s1, l1), (s2, l2), (s3, l3)))
+    }
+
+    host_fallback!(op3);
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        scale: &Tensor,
+        shift: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> CResult<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let grad = grad.contiguous()?;
+        let dx = if x.track_op() { Some(grad.apply_op2_no_bwd(scale, &AffineBackward::Input(self.0))?) } else { None };
+        let dscale =
+            if scale.track_op() { Some(grad.apply_op2_no_bwd(x, &AffineBackward::Scale(self.0))?) } else { None };
+        let dshift = if shift.track_op() {
+            let d = self.0;
+            Some(grad.reshape((d.n, d.c, d.s))?.sum((0, 2))?)
+        } else {
+            None
+        };
+        Ok((dx, dscale, dshift))
+    }
+}
+
+/// The gradients of [`ChannelAffine`]: `(dy, scale) ↦ dy · scale[c]` for the input and
+/// `(dy, x) ↦ Σ dy · x` per channel for the scale.
+enum AffineBackward {
+    Input(Dims),
+    Scale(Dims),
+}
+
+impl CustomOp2 for AffineBackward {
+    fn name(&self) -> &'static str {
+        "gaze-channel-affine-backward"
+    }
+
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> CResult<(CpuStorage, Shape)> {
+        fn run<T: Float>(
+            op: &AffineBackward,
+            (s1, l1): (&CpuStorage, &Layout),
+            (s2, l2): (&CpuStorage, &Layout),
+        ) -> CResult<(CpuStorage, Shape)> {
+            let dy = slice::<T>(s1, l1)?;
+            let other = slice::<T>(s2, l2)?;
+            match *op {
+                AffineBackward::Input(d) => {
+                    let mut dx = vec![T::ZERO; dy.len()];
+                    if d.s > 0 {
+                        dx.par_chunks_mut(d.s).zip(dy.par_chunks(d.s)).enumerate().for_each(|(i, (dxp, dyp))| {
+                            let a = other[i % d.c];
+                            for (v, &g) in dxp.iter_mut().zip(dyp) {
+                                *v = g * a;
+                            }
+                        });
+                    }
+                    output(dx, l1.shape().clone())
+                }
+                AffineBackward::Scale(d) => {
+                    let ds: Vec<T> = (0..d.c)
+                        .into_par_iter()
+                        .map(|c| {
+                            let mut acc = T::ZERO;
+                            for n in 0..d.n {
+                                let at = (n * d.c + c) * d.s;
+                                for (&g, &x) in dy[at..at + d.s].iter().zip(&other[at..at + d.s]) {
+                                    acc += g * x;
+                                }
+                            }
+                            acc
+                        })
+                        .collect();
+                    output(ds, d.c)
+                }
+            }
+        }
+        dispatch_float!("batch_norm backward", s1, run(self, (s1, l1), (s2, l2)))
+    }
+
+    host_fallback!(op2);
+}
+
+/// Inference-mode batch normalisation of `x: [N, C, ...]` (usually `[N, C, H, W]`) with running
+/// statistics, as PyTorch's `batch_norm(training=False)`:
+/// `y = (x − mean) / √(var + eps) · weight + bias` per channel, computed as PyTorch does,
+/// `x · α + β` with `α = weight / √(var + eps)` and `β = bias − mean · α`.
+///
+/// The parameters and statistics are constants unless they are variables or results of tracked
+/// ops; only then does the backward pass compute their gradients.
+pub fn batch_norm(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: &Tensor,
+    running_mean: &Tensor,
+    running_var: &Tensor,
+    eps: f64,
+) -> Result<Tensor> {
+    let dims = x.dims();
+    if dims.len() < 2 {
+        return Err(Error::Shape {
+            what: "batch_norm input".into(),
+            expected: "[N, C, ...] (usually [N, C, H, W])".into(),
+            got: dims.to_vec(),
+        });
+    }
+    let (n, c) = (dims[0], dims[1]);
+    let s = dims[2..].iter().product();
+    for (name, t) in
+        [("weight", weight), ("bias", bias), ("running mean", running_mean), ("running variance", running_var)]
+    {
+        if t.dims() != [c] {
+            return Err(Error::Shape {
+                what: format!("batch_norm {name}"),
+                expected: format!("[{c}], one value per channel"),
+                got: t.dims().to_vec(),
+            });
+        }
+    }
+    if !(eps.is_finite() && eps >= 0.0) {
+        return Err(Error::InvalidOption {
+            option: "batch_norm eps".into(),
+            value: eps.to_string(),
+            expected: "a finite number ≥ 0".into(),
+        });
+    }
+    same_dtype(
+        "batch_norm",
+        &[
+            ("input", x),
+            ("weight", weight),
+            ("bias", bias),
+            ("running mean", running_mean),
+            ("running variance", running_var),
+        ],
+    )?;
+    let alpha = ((running_var + eps)?.sqrt()?.recip()? * weight)?;
+    let beta = (bias - (running_mean * &alpha)?)?;
+    Ok(x.contiguous()?.apply_op3(&alpha.contiguous()?, &beta.contiguous()?, ChannelAffine(Dims { n, c, s }))?)
+}

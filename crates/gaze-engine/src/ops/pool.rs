@@ -1,0 +1,502 @@
+//! Max, average and adaptive average pooling with PyTorch's forward and backward.
+
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result as CResult, Shape, Tensor};
+use rayon::prelude::*;
+
+use super::kernel::{dispatch_float, host_fallback, output, slice, Float};
+use crate::{Error, Result};
+
+/// The geometry of a 2-D pooling: window, stride, padding, and PyTorch's rounding options.
+///
+/// Build it with [`Pool2dConfig::new`] (square window and stride, no padding, floor rounding, padded
+/// zeros counted by average pooling) and refine it with the builder methods:
+/// `Pool2dConfig::new(3, 2).padding(1).ceil_mode(true)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Pool2dConfig {
+    /// The window's (height, width).
+    pub kernel: (usize, usize),
+    /// The step between windows, (vertical, horizontal).
+    pub stride: (usize, usize),
+    /// Implicit padding on each side, (vertical, horizontal); at most half the window.
+    /// Max pooling pads with −∞, average pooling with zeros.
+    pub padding: (usize, usize),
+    /// Round the output size up instead of down (PyTorch's `ceil_mode`); the last window must still
+    /// start inside the input or the left padding.
+    pub ceil_mode: bool,
+    /// Whether average pooling divides by the window's size including padding (PyTorch's
+    /// `count_include_pad`, true by default); ignored by max pooling.
+    pub count_include_pad: bool,
+}
+
+impl Pool2dConfig {
+    /// A square `kernel × kernel` window moved by `stride` in both directions.
+    pub fn new(kernel: usize, stride: usize) -> Self {
+        Self::rect((kernel, kernel), (stride, stride))
+    }
+
+    /// A `(kh, kw)` window moved by `(sh, sw)`.
+    pub fn rect(kernel: (usize, usize), stride: (usize, usize)) -> Self {
+        Pool2dConfig { kernel, stride, padding: (0, 0), ceil_mode: false, count_include_pad: true }
+    }
+
+    /// The same padding on all four sides.
+    pub fn padding(self, padding: usize) -> Self {
+        self.padding_hw((padding, padding))
+    }
+
+    /// Padding `(top and bottom, left and right)`.
+    pub fn padding_hw(mut self, padding: (usize, usize)) -> Self {
+        self.padding = padding;
+        self
+    }
+
+    /// PyTorch's `ceil_mode`.
+    pub fn ceil_mode(mut self, on: bool) -> Self {
+        self.ceil_mode = on;
+        self
+    }
+
+    /// PyTorch's `count_include_pad` (average pooling only).
+    pub fn count_include_pad(mut self, on: bool) -> Self {
+        self.count_include_pad = on;
+        self
+    }
+}
+
+/// A validated pooling over `planes` planes of `h × w` giving `oh × ow`.
+#[derive(Clone, Copy, Debug)]
+struct Geom {
+    planes: usize,
+    h: usize,
+    w: usize,
+    oh: usize,
+    ow: usize,
+    cfg: Pool2dConfig,
+}
+
+impl Geom {
+    fn new(op: &str, dims: &[usize], cfg: Pool2dConfig) -> Result<(Self, [usize; 2])> {
+        let [n, c, h, w] = rank4(op, dims)?;
+        let check = |name: &str, (a, b): (usize, usize), ok: bool, expected: &str| {
+            if ok {
+                Ok(())
+            } else {
+                Err(Error::InvalidOption {
+                    option: format!("{op} {name}"),
+                    value: format!("({a}, {b})"),
+                    expected: expected.to_string(),
+                })
+            }
+        };
+        check("kernel", cfg.kernel, cfg.kernel.0 >= 1 && cfg.kernel.1 >= 1, "sizes of at least 1")?;
+        check("stride", cfg.stride, cfg.stride.0 >= 1 && cfg.stride.1 >= 1, "steps of at least 1")?;
+        check(
+            "padding",
+            cfg.padding,
+            cfg.padding.0 <= cfg.kernel.0 / 2 && cfg.padding.1 <= cfg.kernel.1 / 2,
+            &format!(
+                "at most half the kernel, ({}, {}) for kernel ({}, {})",
+                cfg.kernel.0 / 2,
+                cfg.kernel.1 / 2,
+                cfg.kernel.0,
+                cfg.kernel.1
+            ),
+        )?;
+        let oh = out_size(h, cfg.kernel.0, cfg.stride.0, cfg.padding.0, cfg.ceil_mode);
+        let ow = out_size(w, cfg.kernel.1, cfg.stride.1, cfg.padding.1, cfg.ceil_mode);
+        match (oh, ow) {
+            (Some(oh), Some(ow)) => Ok((Geom { planes: n * c, h, w, oh, ow, cfg }, [n, c])),
+            _ => Err(Error::Shape {
+                what: format!(
+                    "{op} input (kernel ({}, {}), padding ({}, {}))",
+                    cfg.kernel.0, cfg.kernel.1, cfg.padding.0, cfg.padding.1
+                ),
+                expected: format!(
+                    "[N, C, H, W] with H ≥ {} and W ≥ {}",
+                    cfg.kernel.0.saturating_sub(2 * cfg.padding.0).max(1),
+                    cfg.kernel.1.saturating_sub(2 * cfg.padding.1).max(1)
+                ),
+                got: dims.to_vec(),
+            }),
+        }
+    }
+
+    /// The clipped input range of output row `o` along one axis, and the window's length
+    /// counted PyTorch's way for average pooling (clipped to the padded input only).
+    fn window(o: usize, k: usize, s: usize, p: usize, len: usize) -> (usize, usize, usize) {
+        let start = (o * s) as isize - p as isize;
+        let end_padded = (start + k as isize).min((len + p) as isize);
+        let padded = (end_padded - start).max(0) as usize;
+        let lo = start.max(0) as usize;
+        let hi = ((start + k as isize).min(len as isize)).max(0) as usize;
+        (lo, hi.max(lo), padded)
+    }
+
+    fn rows(&self, oy: usize) -> (usize, usize, usize) {
+        let c = &self.cfg;
+        Self::window(oy, c.kernel.0, c.stride.0, c.padding.0, self.h)
+    }
+
+    fn cols(&self, ox: usize) -> (usize, usize, usize) {
+        let c = &self.cfg;
+        Self::window(ox, c.kernel.1, c.stride.1, c.padding.1, self.w)
+    }
+}
+
+/// PyTorch's `pooling_output_shape` for dilation 1: `None` when no window fits.
+fn out_size(len: usize, k: usize, s: usize, p: usize, ceil: bool) -> Option<usize> {
+    let numer = (len + 2 * p) as isize - k as isize + if ceil { s as isize - 1 } else { 0 };
+    if numer < 0 {
+        return None;
+    }
+    let mut out = numer as usize / s + 1;
+    if ceil && (out - 1) * s >= len + p {
+        out -= 1;
+    }
+    (out >= 1).then_some(out)
+}
+
+pub(crate) fn rank4(op: &str, dims: &[usize]) -> Result<[usize; 4]> {
+    match dims {
+        &[n, c, h, w] if h > 0 && w > 0 => Ok([n, c, h, w]),
+        _ => Err(Error::Shape {
+            what: format!("{op} input"),
+            expected: "[N, C, H, W] with H, W ≥ 1".to_string(),
+            got: dims.to_vec(),
+        }),
+    }
+}
+
+/// Where the maximum of the window `(rows, cols)` of `plane` lies: PyTorch's CPU rule, the first
+/// maximum in row-major order (a NaN counts as a maximum).
+#[inline]
+fn argmax<T: Float>(plane: &[T], w: usize, rows: (usize, usize), cols: (usize, usize)) -> usize {
+    let mut best = T::NEG_INFINITY;
+    let mut at = rows.0 * w + cols.0;
+    for iy in rows.0..rows.1 {
+        let row = &plane[iy * w + cols.0..iy * w + cols.1];
+        for (j, &v) in row.iter().enumerate() {
+            #[allow(clippy::eq_op)]
+            let nan = v != v;
+            if v > best || nan {
+                best = v;
+                at = iy * w + cols.0 + j;
+            }
+        }
+    }
+    at
+}
+
+struct MaxPool(Geom);
+
+impl CustomOp1 for MaxPool {
+    fn name(&self) -> &'static str {
+        "gaze-max-pool2d"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> CResult<(CpuStorage, Shape)> {
+        fn run<T: Float>(g: &Geom, s: &CpuStorage, l: &Layout) -> CResult<(CpuStorage, Shape)> {
+            let x = slice::<T>(s, l)?;
+            let mut y = vec![T::ZERO; g.planes * g.oh * g.ow];
+            if g.oh * g.ow > 0 {
+                y.par_chunks_mut(g.oh * g.ow).zip(x.par_chunks(g.h * g.w)).for_each(|(yp, xp)| {
+                    for oy in 0..g.oh {
+                        let (r0, r1, _) = g.rows(oy);
+                        for ox in 0..g.ow {
+                            let (c0, c1, _) = g.cols(ox);
+                            yp[oy * g.ow + ox] = if r0 < r1 && c0 < c1 {
+                                xp[argmax(xp, g.w, (r0, r1), (c0, c1))]
+                            } else {
+                                T::NEG_INFINITY
+                            };
+                        }
+                    }
+                });
+            }
+            let d = l.dims();
+            output(y, (d[0], d[1], g.oh, g.ow))
+        }
+        dispatch_float!("max_pool2d", s, run(&self.0, s, l))
+    }
+
+    host_fallback!(op1);
+
+    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> CResult<Option<Tensor>> {
+        if !arg.track_op() {
+            return Ok(None);
+        }
+        let grad = grad.contiguous()?;
+        Ok(Some(arg.apply_op2_no_bwd(&grad, &MaxPoolBackward(self.0))?))
+    }
+}
+
+/// The gradient of max pooling: `(x, dy) ↦ dx`, each window's gradient to its first maximum.
+struct MaxPoolBackward(Geom);
+
+impl CustomOp2 for MaxPoolBackward {
+    fn name(&self) -> &'static str {
+        "gaze-max-pool2d-backward"
+    }
+
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> CResult<(CpuStorage, Shape)> {
+        fn run<T: Float>(
+            g: &Geom,
+            s1: &CpuStorage,
+            l1: &Layout,
+            s2: &CpuStorage,
+            l2: &Layout,
+        ) -> CResult<(CpuStorage, Shape)> {
+            let x = slice::<T>(s1, l1)?;
+            let dy = slice::<T>(s2, l2)?;
+            if dy.len() != g.planes * g.oh * g.ow {
+                candle_core::bail!("max_pool2d backward: gradient shape {:?}", l2.dims());
+            }
+            let mut dx = vec![T::ZERO; x.len()];
+            if g.oh * g.ow > 0 {
+                dx.par_chunks_mut(g.h * g.w).zip(x.par_chunks(g.h * g.w)).zip(dy.par_chunks(g.oh * g.ow)).for_each(
+                    |((dxp, xp), dyp)| {
+                        for oy in 0..g.oh {
+                            let (r0, r1, _) = g.rows(oy);
+                            for ox in 0..g.ow {
+                                let (c0, c1, _) = g.cols(ox);
+                                if r0 < r1 && c0 < c1 {
+                                    dxp[argmax(xp, g.w, (r0, r1), (c0, c1))] += dyp[oy * g.ow + ox];
+                                }
+                            }
+                        }
+                    },
+                );
+            }
+            output(dx, l1.shape().clone())
+        }
+        dispatch_float!("max_pool2d backward", s1, run(&self.0, s1, l1, s2, l2))
+    }
+
+    host_fallback!(op2);
+}
+
+struct AvgPool(Geom);
+
+impl Geom {
+    /// The clipped window of output `(oy, ox)` and PyTorch's divisor for it.
+    #[inline]
+    fn avg_window(&self, oy: usize, ox: usize) -> ((usize, usize), (usize, usize), usize) {
+        let (r0, r1, ph) = self.rows(oy);
+        let (c0, c1, pw) = self.cols(ox);
+        let divisor = if self.cfg.count_include_pad { ph * pw } else { (r1 - r0) * (c1 - c0) };
+        ((r0, r1), (c0, c1), divisor)
+    }
+}
+
+impl CustomOp1 for AvgPool {
+    fn name(&self) -> &'static str {
+        "gaze-avg-pool2d"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> CResult<(CpuStorage, Shape)> {
+        fn run<T: Float>(g: &Geom, s: &CpuStorage, l: &Layout) -> CResult<(CpuStorage, Shape)> {
+            let x = slice::<T>(s, l)?;
+            let mut y = vec![T::ZERO; g.planes * g.oh * g.ow];
+            if g.oh * g.ow > 0 {
+                y.par_chunks_mut(g.oh * g.ow).zip(x.par_chunks(g.h * g.w)).for_each(|(yp, xp)| {
+                    for oy in 0..g.oh {
+                        for ox in 0..g.ow {
+                            let ((r0, r1), (c0, c1), div) = g.avg_window(oy, ox);
+                            if r0 >= r1 || c0 >= c1 || div == 0 {
+                                continue;
+                            }
+                            let mut sum = T::ZERO;
+                            for iy in r0..r1 {
+                                for &v in &xp[iy * g.w + c0..iy * g.w + c1] {
+                                    sum += v;
+                                }
+                            }
+                            yp[oy * g.ow + ox] = sum / T::from_f64(div as f64);
+                        }
+                    }
+                });
+            }
+            let d = l.dims();
+            output(y, (d[0], d[1], g.oh, g.ow))
+        }
+        dispatch_float!("avg_pool2d", s, run(&self.0, s, l))
+    }
+
+    host_fallback!(op1);
+
+    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> CResult<Option<Tensor>> {
+        if !arg.track_op() {
+            return Ok(None);
+        }
+        let grad = grad.contiguous()?;
+        Ok(Some(grad.apply_op1_no_bwd(&AvgPoolBackward(self.0))?))
+    }
+}
+
+/// The gradient of average pooling: `dy ↦ dx`, each window's gradient spread over its clipped
+/// window divided by the forward's divisor.
+struct AvgPoolBackward(Geom);
+
+impl CustomOp1 for AvgPoolBackward {
+    fn name(&self) -> &'static str {
+        "gaze-avg-pool2d-backward"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> CResult<(CpuStorage, Shape)> {
+        fn run<T: Float>(g: &Geom, s: &CpuStorage, l: &Layout) -> CResult<(CpuStorage, Shape)> {
+            let dy = slice::<T>(s, l)?;
+            let mut dx = vec![T::ZERO; g.planes * g.h * g.w];
+            if g.oh * g.ow > 0 {
+                dx.par_chunks_mut(g.h * g.w).zip(dy.par_chunks(g.oh * g.ow)).for_each(|(dxp, dyp)| {
+                    for oy in 0..g.oh {
+                        for ox in 0..g.ow {
+                            let ((r0, r1), (c0, c1), div) = g.avg_window(oy, ox);
+                            if r0 >= r1 || c0 >= c1 || div == 0 {
+                                continue;
+                            }
+                            let d = dyp[oy * g.ow + ox] / T::from_f64(div as f64);
+                            for iy in r0..r1 {
+                                for v in &mut dxp[iy * g.w + c0..iy * g.w + c1] {
+                                    *v += d;
+                                }
+                            }
+                        }
+                    }
+                });
+            }
+            let d = l.dims();
+            output(dx, (d[0], d[1], g.h, g.w))
+        }
+        dispatch_float!("avg_pool2d backward", s, run(&self.0, s, l))
+    }
+
+    host_fallback!(op1);
+}
+
+/// Max pooling of `x: [N, C, H, W]` as PyTorch's `max_pool2d` (dilation 1): padding counts as −∞,
+/// `ceil_mode` rounds as PyTorch does, and the backward pass gives each window's whole gradient
+/// to the first maximum in row-major order (PyTorch's CPU rule), accumulating where windows
+/// overlap.
+pub fn max_pool2d(x: &Tensor, cfg: Pool2dConfig) -> Result<Tensor> {
+    let (geom, _) = Geom::new("max_pool2d", x.dims(), cfg)?;
+    Ok(x.contiguous()?.apply_op1(MaxPool(geom))?)
+}
+
+/// Average pooling of `x: [N, C, H, W]` as PyTorch's `avg_pool2d`: zero padding, `ceil_mode`,
+/// and the divisor of each window either its size clipped to the padded input
+/// (`count_include_pad`) or the number of input elements it covers.
+pub fn avg_pool2d(x: &Tensor, cfg: Pool2dConfig) -> Result<Tensor> {
+    let (geom, _) = Geom::new("avg_pool2d", x.dims(), cfg)?;
+    Ok(x.contiguous()?.apply_op1(AvgPool(geom))?)
+}
+
+/// An adaptive pooling from `h × w` to `oh × ow` with PyTorch's windows:
+/// rows `floor(i·h/oh) .. ceil((i+1)·h/oh)`, and the same for columns.
+#[derive(Clone, Copy, Debug)]
+struct Adaptive {
+    planes: usize,
+    h: usize,
+    w: usize,
+    oh: usize,
+    ow: usize,
+}
+
+impl Adaptive {
+    #[inline]
+    fn range(i: usize, len: usize, out: usize) -> (usize, usize) {
+        (i * len / out, ((i + 1) * len).div_ceil(out))
+    }
+}
+
+struct AdaptiveAvgPool(Adaptive);
+
+impl CustomOp1 for AdaptiveAvgPool {
+    fn name(&self) -> &'static str {
+        "gaze-adaptive-avg-pool2d"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> CResult<(CpuStorage, Shape)> {
+        fn run<T: Float>(a: &Adaptive, s: &CpuStorage, l: &Layout) -> CResult<(CpuStorage, Shape)> {
+            let x = slice::<T>(s, l)?;
+            let mut y = vec![T::ZERO; a.planes * a.oh * a.ow];
+            y.par_chunks_mut(a.oh * a.ow).zip(x.par_chunks(a.h * a.w)).for_each(|(yp, xp)| {
+                for oy in 0..a.oh {
+                    let (r0, r1) = Adaptive::range(oy, a.h, a.oh);
+                    for ox in 0..a.ow {
+                        let (c0, c1) = Adaptive::range(ox, a.w, a.ow);
+                        let mut sum = T::ZERO;
+                        for iy in r0..r1 {
+                            for &v in &xp[iy * a.w + c0..iy * a.w + c1] {
+                                sum += v;
+                            }
+                        }
+                        yp[oy * a.ow + ox] = sum / T::from_f64(((r1 - r0) * (c1 - c0)) as f64);
+                    }
+                }
+            });
+            let d = l.dims();
+            output(y, (d[0], d[1], a.oh, a.ow))
+        }
+        dispatch_float!("adaptive_avg_pool2d", s, run(&self.0, s, l))
+    }
+
+    host_fallback!(op1);
+
+    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> CResult<Option<Tensor>> {
+        if !arg.track_op() {
+            return Ok(None);
+        }
+        let grad = grad.contiguous()?;
+        Ok(Some(grad.apply_op1_no_bwd(&AdaptiveAvgPoolBackward(self.0))?))
+    }
+}
+
+struct AdaptiveAvgPoolBackward(Adaptive);
+
+impl CustomOp1 for AdaptiveAvgPoolBackward {
+    fn name(&self) -> &'static str {
+        "gaze-adaptive-avg-pool2d-backward"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> CResult<(CpuStorage, Shape)> {
+        fn run<T: Float>(a: &Adaptive, s: &CpuStorage, l: &Layout) -> CResult<(CpuStorage, Shape)> {
+            let dy = slice::<T>(s, l)?;
+            let mut dx = vec![T::ZERO; a.planes * a.h * a.w];
+            dx.par_chunks_mut(a.h * a.w).zip(dy.par_chunks(a.oh * a.ow)).for_each(|(dxp, dyp)| {
+                for oy in 0..a.oh {
+                    let (r0, r1) = Adaptive::range(oy, a.h, a.oh);
+                    for ox in 0..a.ow {
+                        let (c0, c1) = Adaptive::range(ox, a.w, a.ow);
+                        let d = dyp[oy * a.ow + ox] / T::from_f64(((r1 - r0) * (c1 - c0)) as f64);
+                        for iy in r0..r1 {
+                            for v in &mut dxp[iy * a.w + c0..iy * a.w + c1] {
+                                *v += d;
+                            }
+                        }
+                    }
+                }
+            });
+            let d = l.dims();
+            output(dx, (d[0], d[1], a.h, a.w))
+        }
+        dispatch_float!("adaptive_avg_pool2d backward", s, run(&self.0, s, l))
+    }
+
+    host_fallback!(op1);
+}
+
+/// Adaptive average pooling of `x: [N, C, H, W]` to `[N, C, oh, ow]` as PyTorch's
+/// `adaptive_avg_pool2d`: output row `i` averages input rows `floor(i·H/oh) .. ceil((i+1)·H/oh)`
+/// (and the same for columns), so windows may overlap or differ in size.
+pub fn adaptive_avg_pool2d(x: &Tensor, out: (usize, usize)) -> Result<Tensor> {
+    let [n, c, h, w] = rank4("adaptive_avg_pool2d", x.dims())?;
+    if out.0 == 0 || out.1 == 0 {
+        return Err(Error::InvalidOption {
+            option: "adaptive_avg_pool2d output size".to_string(),
+            value: format!("({}, {})", out.0, out.1),
+            expected: "sizes of at least 1".to_string(),
+        });
+    }
+    let a = Adaptive { planes: n * c, h, w, oh: out.0, ow: out.1 };
+    Ok(x.contiguous()?.apply_op1(AdaptiveAvgPool(a))?)
+}
