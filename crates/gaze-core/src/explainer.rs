@@ -14,4 +14,14 @@ pub trait Explainer<M: ?Sized> {
 
     /// Explains `target` for every image of `input`.
     fn explain(&self, model: &M, input: &Tensor, target: &Target) -> Result<Attribution>;
+
+    /// The classes [`explain`](Explainer::explain) would explain for each image of `input`, `[N][T]`.
+    ///
+    /// Wrappers that run a method on perturbed copies of the images (SmoothGrad) call it to fix the
+    /// targets on the clean images first, so that every copy explains the same classes.
+    /// The default runs the whole method; a method that can rank the outputs with a plain forward
+    /// pass overrides it.
+    fn resolve_targets(&self, model: &M, input: &Tensor, target: &Target) -> Result<Vec<Vec<usize>>> {
+        Ok(self.explain(model, input, target)?.targets)
+    }
 }
