@@ -1,0 +1,1 @@
+"""The pieces of tools/golden.py, one module per fixture group."""
