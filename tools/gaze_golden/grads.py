@@ -1,0 +1,221 @@
+"""fixtures/peers/grad.<model>.safetensors: Captum's gradient and perturbation methods on the reduced models.
+
+The stochastic methods (NoiseTunnel, GradientShap) run on an explicit plan that this module draws and stores:
+Captum's own noise draw is replaced by the stored noise, and its numpy draws (baseline indices, alphas) are
+recorded.
+Each plan is then replayed here from the stored tensors alone, and the replay must equal Captum's output,
+so a Rust test that replays the same plan can match Captum draw for draw.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import models as M
+from .store import Fixture
+
+GIVEN = [3, 7]
+GRAD_MODELS = {"vgg16": "features.29", "resnet50": "layer4"}
+IG_STEPS = 8
+NT_SAMPLES = 3
+NT_STDEV = 0.2
+GS_SAMPLES = 3
+GS_STDEV = 0.1
+GS_SEED = 7
+OCC_WINDOW = (3, 8, 8)
+OCC_STRIDE = (3, 4, 4)
+SEEDS = {"vgg16": 201, "resnet50": 202}
+
+
+@contextlib.contextmanager
+def fixed_noise(noise: torch.Tensor):
+    """Makes Captum's NoiseTunnel add `noise` ([N, S, ...]) instead of drawing `torch.normal` noise."""
+    from captum.attr._core.noise_tunnel import NoiseTunnel
+
+    original = NoiseTunnel.__dict__["_add_noise_to_input"]
+
+    def add(input, stdev, nt_samples_partition):
+        n, s = noise.shape[:2]
+        if input.shape[0] != n or nt_samples_partition != s:
+            raise RuntimeError(f"noise plan is {n}x{s}, Captum asked for {input.shape[0]}x{nt_samples_partition}")
+        return input.repeat_interleave(s, dim=0) + noise.reshape((n * s,) + tuple(input.shape[1:]))
+
+    NoiseTunnel._add_noise_to_input = staticmethod(add)
+    try:
+        yield
+    finally:
+        NoiseTunnel._add_noise_to_input = original
+
+
+@contextlib.contextmanager
+def recorded_numpy_draws(seed: int):
+    """Seeds numpy's global generator and records every `np.random.choice` and `np.random.uniform` result."""
+    draws: list[tuple[str, np.ndarray]] = []
+    choice, uniform = np.random.choice, np.random.uniform
+
+    def rec_choice(*a, **k):
+        v = choice(*a, **k)
+        draws.append(("choice", np.asarray(v)))
+        return v
+
+    def rec_uniform(*a, **k):
+        v = uniform(*a, **k)
+        draws.append(("uniform", np.asarray(v)))
+        return v
+
+    np.random.seed(seed)
+    np.random.choice, np.random.uniform = rec_choice, rec_uniform
+    try:
+        yield draws
+    finally:
+        np.random.choice, np.random.uniform = choice, uniform
+
+
+def input_grads(model, z: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Gradient of each row's target logit with respect to that row of `z`."""
+    z = z.detach().clone().requires_grad_(True)
+    out = model(z)
+    out.gather(1, targets[:, None]).sum().backward()
+    return z.grad.detach()
+
+
+def check_close(what: str, peer: torch.Tensor, replay: torch.Tensor, rtol: float = 1e-5) -> None:
+    scale = float(peer.abs().max())
+    err = float((peer - replay).abs().max())
+    if not err <= rtol * max(scale, 1e-12):
+        raise RuntimeError(f"{what}: the replay of the stored plan differs from the peer by {err} (scale {scale})")
+
+
+def build(root: Path) -> list[Fixture]:
+    from captum.attr import (
+        Deconvolution,
+        GradientShap,
+        GuidedBackprop,
+        GuidedGradCam,
+        InputXGradient,
+        IntegratedGradients,
+        NoiseTunnel,
+        Occlusion,
+        Saliency,
+    )
+    from captum.attr._utils.approximation_methods import approximation_parameters
+
+    out = []
+    for name, deep in GRAD_MODELS.items():
+        model = M.load_model(root, name)
+        for p in model.parameters():
+            p.requires_grad_(False)
+        x = M.load_io(root, name)["input"]
+        n = x.shape[0]
+        t = torch.tensor(GIVEN, dtype=torch.int64)
+        fx = Fixture(
+            f"peers/grad.{name}.safetensors",
+            {
+                "model": M.model_config(name),
+                "targets": GIVEN,
+                "guided_gradcam_layer": deep,
+                "integrated_gradients": {"n_steps": IG_STEPS, "baselines": 0.0},
+                "noise_tunnel": {"nt_samples": NT_SAMPLES, "stdevs": NT_STDEV, "abs": False},
+                "gradient_shap": {"n_samples": GS_SAMPLES, "stdevs": GS_STDEV, "numpy_seed": GS_SEED},
+                "occlusion": {"sliding_window_shapes": OCC_WINDOW, "strides": OCC_STRIDE, "baselines": 0.0},
+            },
+        )
+        fx.add("input", x, "model input (the same as models/<model>.io.safetensors)")
+        fx.add("targets", t, "the class explained for each image")
+
+        fx.add("saliency.attr", Saliency(model).attribute(x.clone(), target=t, abs=False),
+               "`Saliency(model).attribute(input, target=targets, abs=False)`")
+        fx.add("gradient-x-input.attr", InputXGradient(model).attribute(x.clone(), target=t),
+               "`InputXGradient(model).attribute(input, target=targets)`")
+        fx.add("guided-backprop.attr", GuidedBackprop(model).attribute(x.clone(), target=t),
+               "`GuidedBackprop(model).attribute(input, target=targets)`")
+        fx.add("deconvnet.attr", Deconvolution(model).attribute(x.clone(), target=t),
+               "`Deconvolution(model).attribute(input, target=targets)`")
+        fx.add(f"guided-gradcam.{deep}.attr",
+               GuidedGradCam(model, M.module(model, deep)).attribute(x.clone(), target=t),
+               f"`GuidedGradCam(model, {deep}).attribute(input, target=targets)` (nearest upsampling)")
+
+        ig = IntegratedGradients(model)
+        for method in ("gausslegendre", "riemann_trapezoid"):
+            attr, delta = ig.attribute(x.clone(), baselines=0.0, target=t, n_steps=IG_STEPS, method=method,
+                                       return_convergence_delta=True)
+            step_sizes_fn, alphas_fn = approximation_parameters(method)
+            stem = f"integrated-gradients.{method}"
+            call = f"IntegratedGradients(model).attribute(input, baselines=0, target=targets, n_steps={IG_STEPS}, " \
+                   f"method='{method}', return_convergence_delta=True)"
+            fx.add(f"{stem}.attr", attr, f"attributions of `{call}`")
+            fx.add(f"{stem}.delta", delta, f"convergence delta of `{call}`")
+            fx.add(f"{stem}.alphas", np.asarray(alphas_fn(IG_STEPS), np.float64),
+                   f"Captum's path points (alphas) for {method}, n_steps={IG_STEPS}")
+            fx.add(f"{stem}.step_sizes", np.asarray(step_sizes_fn(IG_STEPS), np.float64),
+                   f"Captum's quadrature weights (step sizes) for {method}, n_steps={IG_STEPS}")
+
+        # SmoothGrad family: one stored noise plan, replayed by Captum's NoiseTunnel for all three types.
+        rng = np.random.default_rng(SEEDS[name])
+        noise = torch.from_numpy(
+            (rng.standard_normal((n, NT_SAMPLES) + tuple(x.shape[1:])) * NT_STDEV).astype(np.float32))
+        fx.add("smoothgrad.noise", noise,
+               f"noise plan [image, sample, C, H, W]: N(0, {NT_STDEV}) draws; sample s of image i is input[i] + noise[i, s]")
+        grads = input_grads(model, x.repeat_interleave(NT_SAMPLES, 0) + noise.reshape((-1,) + tuple(x.shape[1:])),
+                            t.repeat_interleave(NT_SAMPLES)).reshape(noise.shape)
+        replay = {
+            "smoothgrad": grads.mean(1),
+            "smoothgrad_sq": (grads * grads).mean(1),
+        }
+        replay["vargrad"] = replay["smoothgrad_sq"] - replay["smoothgrad"] ** 2
+        nt = NoiseTunnel(Saliency(model))
+        for nt_type, agg in (("smoothgrad", "mean"), ("smoothgrad_sq", "square"), ("vargrad", "var")):
+            with fixed_noise(noise):
+                attr = nt.attribute(x.clone(), nt_type=nt_type, nt_samples=NT_SAMPLES, stdevs=NT_STDEV, target=t,
+                                    abs=False)
+            check_close(f"{name} NoiseTunnel {nt_type}", attr, replay[nt_type])
+            fx.add(f"smoothgrad.{agg}.attr", attr,
+                   f"`NoiseTunnel(Saliency(model)).attribute(input, nt_type='{nt_type}', nt_samples={NT_SAMPLES}, "
+                   f"stdevs={NT_STDEV}, target=targets, abs=False)` with `smoothgrad.noise`")
+
+        # GradientShap: stored baselines and noise, recorded baseline indices and alphas.
+        baselines = torch.stack([
+            torch.zeros_like(x[0]),
+            torch.from_numpy((rng.uniform(-1.0, 1.0, x.shape[1:])).astype(np.float32)),
+            x.mean(dim=(0, 2, 3), keepdim=True)[0].expand_as(x[0]).clone(),
+        ])
+        gs_noise = torch.from_numpy(
+            (rng.standard_normal((n, GS_SAMPLES) + tuple(x.shape[1:])) * GS_STDEV).astype(np.float32))
+        with fixed_noise(gs_noise), recorded_numpy_draws(GS_SEED) as draws:
+            gs_attr, gs_delta = GradientShap(model).attribute(
+                x.clone(), baselines=baselines, n_samples=GS_SAMPLES, stdevs=GS_STDEV, target=t,
+                return_convergence_delta=True)
+        kinds = [k for k, _ in draws]
+        if kinds != ["choice", "uniform"]:
+            raise RuntimeError(f"GradientShap drew {kinds}, expected one choice and one uniform draw")
+        index = torch.from_numpy(draws[0][1].astype(np.int64)).reshape(n, GS_SAMPLES)
+        alpha = torch.tensor(draws[1][1], dtype=torch.float32).reshape(n, GS_SAMPLES)
+        xn = x[:, None] + gs_noise
+        b = baselines[index]
+        a = alpha[:, :, None, None, None]
+        z = (a * xn + (1.0 - a) * b).reshape((-1,) + tuple(x.shape[1:]))
+        g = input_grads(model, z, t.repeat_interleave(GS_SAMPLES)).reshape(gs_noise.shape)
+        check_close(f"{name} GradientShap", gs_attr, ((xn - b) * g).mean(1))
+        call = (f"GradientShap(model).attribute(input, baselines=gradient-shap.baselines, n_samples={GS_SAMPLES}, "
+                f"stdevs={GS_STDEV}, target=targets, return_convergence_delta=True)")
+        fx.add("gradient-shap.baselines", baselines, "the baseline distribution: zeros, uniform(-1, 1) noise, the batch's mean colour")
+        fx.add("gradient-shap.noise", gs_noise,
+               f"noise plan [image, sample, C, H, W], N(0, {GS_STDEV}): the noisy input is input[i] + noise[i, s]")
+        fx.add("gradient-shap.baseline_index", index, "plan: the baseline each sample used [image, sample]")
+        fx.add("gradient-shap.alpha", alpha,
+               "plan: each sample's alpha [image, sample]; the point is alpha*(input+noise) + (1-alpha)*baseline")
+        fx.add("gradient-shap.attr", gs_attr,
+               f"`{call}`: mean over samples of (input+noise-baseline) * gradient at the point")
+        fx.add("gradient-shap.delta", gs_delta, "its convergence delta, one per sample, image-major")
+
+        occ = Occlusion(model).attribute(x.clone(), sliding_window_shapes=OCC_WINDOW, strides=OCC_STRIDE, baselines=0.0,
+                                         target=t)
+        fx.add("occlusion.attr", occ,
+               f"`Occlusion(model).attribute(input, sliding_window_shapes={OCC_WINDOW}, strides={OCC_STRIDE}, "
+               "baselines=0, target=targets)`")
+        out.append(fx)
+    return out
