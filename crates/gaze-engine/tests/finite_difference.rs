@@ -7,7 +7,8 @@ mod common;
 use candle_core::{Device, Tensor, Var};
 use common::{assert_close, check_gradients, constant, random, values, var};
 use gaze_engine::ops::{
-    adaptive_avg_pool2d, avg_pool2d, linear, max_pool2d, relu, softmax_last_dim, Pool2dConfig, ReluMode,
+    adaptive_avg_pool2d, avg_pool2d, batch_norm, conv2d, linear, max_pool2d, relu, softmax_last_dim,
+    upsample_bilinear2d, Conv2dConfig, Pool2dConfig, ReluMode,
 };
 
 fn pool_configs() -> Vec<(&'static str, Pool2dConfig)> {
@@ -257,4 +258,280 @@ fn softmax_gradients_match_finite_differences_and_candle() {
     check_gradients("softmax", &[("x", &x)], || softmax_last_dim(&x), 600);
     let y = softmax_last_dim(&x).unwrap();
     assert_close("softmax forward", &y, &candle_nn::ops::softmax_last_dim(&x).unwrap(), 1e-15);
+}
+
+/// Convolutions to check: a label, the input shape, the weight shape and the configuration.
+fn conv_cases() -> Vec<(&'static str, [usize; 4], [usize; 4], Conv2dConfig)> {
+    let c = Conv2dConfig::default();
+    vec![
+        ("3x3", [2, 4, 9, 7], [3, 4, 3, 3], c),
+        ("stride 2 padding 1", [2, 4, 9, 7], [3, 4, 3, 3], c.stride(2).padding(1)),
+        (
+            "stride 2 padding 1, H + 2p − k not divisible by the stride",
+            [2, 4, 10, 7],
+            [3, 4, 3, 3],
+            c.stride(2).padding(1),
+        ),
+        ("3x2 kernel stride (2, 3) padding (1, 2)", [2, 4, 9, 7], [3, 4, 3, 2], c.stride_hw((2, 3)).padding_hw((1, 2))),
+        ("dilation 2 padding 2", [2, 4, 9, 7], [2, 4, 3, 3], c.dilation(2).padding(2)),
+        ("dilation (2, 1) stride 2", [2, 4, 9, 7], [2, 4, 3, 2], c.dilation_hw((2, 1)).stride(2)),
+        ("groups 2 stride 2", [2, 4, 9, 7], [4, 2, 3, 3], c.groups(2).stride(2)),
+        ("depthwise padding 1", [2, 4, 9, 7], [4, 1, 3, 3], c.groups(4).padding(1)),
+        ("depthwise stride 2 padding 1", [2, 4, 9, 7], [4, 1, 3, 3], c.groups(4).stride(2).padding(1)),
+        ("depthwise multiplier 2 dilation 2", [2, 4, 9, 7], [8, 1, 3, 3], c.groups(4).dilation(2).padding(1)),
+        ("pointwise 1x1", [2, 4, 9, 7], [5, 4, 1, 1], c),
+        ("1x1 stride 2", [2, 4, 9, 7], [5, 4, 1, 1], c.stride(2)),
+        ("single input channel", [2, 1, 9, 7], [3, 1, 3, 3], c.padding(1)),
+    ]
+}
+
+#[test]
+fn conv2d_gradients_match_finite_differences() {
+    for (i, (label, xs, ws, cfg)) in conv_cases().into_iter().enumerate() {
+        let seed = 70 + 10 * i as u64;
+        let x = var(&xs, seed);
+        let w = var(&ws, seed + 1);
+        let b = var(&[ws[0]], seed + 2);
+        check_gradients(
+            &format!("conv2d {label}"),
+            &[("x", &x), ("weight", &w), ("bias", &b)],
+            || conv2d(&x, &w, Some(&b), cfg),
+            seed + 3,
+        );
+    }
+}
+
+#[test]
+fn conv2d_forward_matches_a_direct_sum() {
+    for (label, xs, ws, cfg) in conv_cases() {
+        let x = random(&xs, 1);
+        let w = random(&ws, 2);
+        let b = random(&[ws[0]], 3);
+        let y = conv2d(&x, &w, Some(&b), cfg).unwrap();
+        let (xv, wv, bv) = (values(&x), values(&w), values(&b));
+        let [n, cin, h, wd] = xs;
+        let [cout, cin_g, kh, kw] = ws;
+        let (oh, ow) = (y.dims()[2], y.dims()[3]);
+        let cout_g = cout / cfg.groups;
+        let mut expected = vec![0.0; n * cout * oh * ow];
+        for img in 0..n {
+            for co in 0..cout {
+                let grp = co / cout_g;
+                for oy in 0..oh {
+                    for ox in 0..ow {
+                        let mut acc = bv[co];
+                        for c in 0..cin_g {
+                            let ci = grp * cin_g + c;
+                            for ki in 0..kh {
+                                for kj in 0..kw {
+                                    let iy =
+                                        (oy * cfg.stride.0 + ki * cfg.dilation.0) as isize - cfg.padding.0 as isize;
+                                    let ix =
+                                        (ox * cfg.stride.1 + kj * cfg.dilation.1) as isize - cfg.padding.1 as isize;
+                                    if iy < 0 || ix < 0 || iy >= h as isize || ix >= wd as isize {
+                                        continue;
+                                    }
+                                    acc += wv[((co * cin_g + c) * kh + ki) * kw + kj]
+                                        * xv[((img * cin + ci) * h + iy as usize) * wd + ix as usize];
+                                }
+                            }
+                        }
+                        expected[((img * cout + co) * oh + oy) * ow + ox] = acc;
+                    }
+                }
+            }
+        }
+        let expected = Tensor::from_vec(expected, (n, cout, oh, ow), &Device::Cpu).unwrap();
+        assert_close(&format!("conv2d {label}"), &y, &expected, 1e-12);
+    }
+}
+
+#[test]
+fn conv2d_forward_matches_candle_where_candle_is_right() {
+    let x = random(&[2, 4, 9, 7], 4);
+    let w = random(&[3, 4, 3, 3], 5);
+    for (padding, stride) in [(0, 1), (1, 1), (1, 2)] {
+        let ours = conv2d(&x, &w, None, Conv2dConfig::default().padding(padding).stride(stride)).unwrap();
+        let candle = x.conv2d(&w, padding, stride, 1, 1).unwrap();
+        assert_close(&format!("conv2d padding {padding} stride {stride}"), &ours, &candle, 1e-12);
+    }
+}
+
+#[test]
+fn conv2d_and_linear_with_constant_weights_store_no_weight_gradient() {
+    let x = var(&[2, 3, 8, 6], 6);
+    let w = constant(&var(&[4, 3, 3, 3], 7));
+    let b = constant(&var(&[4], 8));
+    let lw = constant(&var(&[5, 4 * 4 * 3], 9));
+    let lb = constant(&var(&[5], 10));
+    let cfg = Conv2dConfig::default().stride(2).padding(1);
+    let y = conv2d(&x, &w, Some(&b), cfg).unwrap();
+    assert_eq!(y.dims(), [2, 4, 4, 3]);
+    let y = linear(&y.flatten_from(1).unwrap(), &lw, Some(&lb)).unwrap();
+    let grads = y.sum_all().unwrap().backward().unwrap();
+    for (name, t) in [("conv weight", &w), ("conv bias", &b), ("linear weight", &lw), ("linear bias", &lb)] {
+        assert!(grads.get(t).is_none(), "the gradient store holds the {name}");
+    }
+    assert!(grads.get(x.as_tensor()).is_some());
+    // The same network with variable weights gets every gradient.
+    let wv = Var::from_tensor(&w).unwrap();
+    let y = conv2d(&x, &wv, Some(&b), cfg).unwrap();
+    let grads = y.sum_all().unwrap().backward().unwrap();
+    assert!(grads.get(wv.as_tensor()).is_some());
+    assert!(grads.get(&b).is_none());
+}
+
+#[test]
+fn conv2d_on_a_batch_equals_each_image() {
+    let x = random(&[3, 4, 9, 7], 11);
+    for (label, _, ws, cfg) in conv_cases() {
+        if ws[1] * cfg.groups != 4 {
+            continue;
+        }
+        let w = random(&ws, 12);
+        let batch = conv2d(&x, &w, None, cfg).unwrap();
+        for i in 0..3 {
+            let one = conv2d(&x.narrow(0, i, 1).unwrap(), &w, None, cfg).unwrap();
+            assert_close(label, &batch.narrow(0, i, 1).unwrap(), &one, 1e-12);
+        }
+    }
+}
+
+#[test]
+fn bad_conv2d_arguments_are_errors() {
+    let x = random(&[1, 4, 6, 5], 13);
+    let w = random(&[6, 4, 3, 3], 14);
+    let c = Conv2dConfig::default();
+    let e = conv2d(&x, &w, None, c.groups(3)).unwrap_err().to_string();
+    assert!(e.contains('3') && e.contains("4 input channels"), "{e}");
+    let e = conv2d(&x, &w, None, c.groups(2)).unwrap_err().to_string();
+    assert!(e.contains("[6, 4, 3, 3]"), "{e}");
+    assert!(conv2d(&x, &w, None, c.stride(0)).is_err());
+    assert!(conv2d(&x, &w, None, c.dilation(0)).is_err());
+    assert!(conv2d(&x, &w, None, c.dilation(3)).is_err());
+    assert!(conv2d(&x, &w, Some(&random(&[5], 15)), c).is_err());
+    assert!(conv2d(&random(&[4, 6, 5], 16), &w, None, c).is_err());
+    let e = conv2d(&x.to_dtype(candle_core::DType::F32).unwrap(), &w, None, c).unwrap_err().to_string();
+    assert!(e.contains("F64"), "{e}");
+}
+
+#[test]
+fn bilinear_upsampling_gradients_match_finite_differences() {
+    for (i, (shape, out)) in
+        [([2, 2, 5, 4], (9, 11)), ([2, 2, 9, 7], (4, 3)), ([1, 2, 6, 5], (3, 8)), ([1, 2, 4, 3], (1, 1))]
+            .into_iter()
+            .enumerate()
+    {
+        for align in [false, true] {
+            let x = var(&shape, 80 + i as u64);
+            check_gradients(
+                &format!("upsample_bilinear2d {shape:?} -> {out:?} align_corners={align}"),
+                &[("x", &x)],
+                || upsample_bilinear2d(&x, out, align),
+                800 + i as u64,
+            );
+        }
+    }
+}
+
+#[test]
+fn bilinear_upsampling_matches_pytorch_values() {
+    let x = Tensor::new(&[[[[0.0f64, 1.0], [2.0, 3.0]]]], &Device::Cpu).unwrap();
+    // F.interpolate(x, size=(4, 4), mode="bilinear", align_corners=False)
+    let expected = [0.0, 0.25, 0.75, 1.0, 0.5, 0.75, 1.25, 1.5, 1.5, 1.75, 2.25, 2.5, 2.0, 2.25, 2.75, 3.0];
+    assert_eq!(values(&upsample_bilinear2d(&x, (4, 4), false).unwrap()), expected);
+    // align_corners=True, to 3 × 3.
+    let expected = [0.0, 0.5, 1.0, 1.0, 1.5, 2.0, 2.0, 2.5, 3.0];
+    assert_eq!(values(&upsample_bilinear2d(&x, (3, 3), true).unwrap()), expected);
+    // Shrinking without antialiasing samples between pixels: 4 × 4 to 2 × 2 averages 2 × 2 blocks.
+    let x = Tensor::arange(0.0f64, 16.0, &Device::Cpu).unwrap().reshape((1, 1, 4, 4)).unwrap();
+    assert_eq!(values(&upsample_bilinear2d(&x, (2, 2), false).unwrap()), [2.5, 4.5, 10.5, 12.5]);
+    // The same size is the identity.
+    let x = random(&[1, 2, 5, 3], 17);
+    assert_eq!(values(&upsample_bilinear2d(&x, (5, 3), false).unwrap()), values(&x));
+    assert!(upsample_bilinear2d(&x, (0, 3), false).is_err());
+}
+
+#[test]
+fn batch_norm_gradients_match_finite_differences() {
+    let x = var(&[2, 3, 5, 4], 90);
+    let weight = var(&[3], 91);
+    let bias = var(&[3], 92);
+    let mean = var(&[3], 93);
+    let variance = Var::from_tensor(&(random(&[3], 94).abs().unwrap() + 0.5).unwrap()).unwrap();
+    check_gradients(
+        "batch_norm",
+        &[("x", &x), ("weight", &weight), ("bias", &bias), ("running mean", &mean), ("running variance", &variance)],
+        || batch_norm(&x, &weight, &bias, &mean, &variance, 1e-5),
+        900,
+    );
+    let y = batch_norm(&x, &weight, &bias, &mean, &variance, 1e-3).unwrap();
+    let per_channel = |t: &Var| t.reshape((1, 3, 1, 1)).unwrap();
+    let expected = x
+        .broadcast_sub(&per_channel(&mean))
+        .unwrap()
+        .broadcast_div(&(per_channel(&variance) + 1e-3).unwrap().sqrt().unwrap())
+        .unwrap()
+        .broadcast_mul(&per_channel(&weight))
+        .unwrap()
+        .broadcast_add(&per_channel(&bias))
+        .unwrap();
+    assert_close("batch_norm forward", &y, &expected, 1e-12);
+}
+
+#[test]
+fn batch_norm_with_constant_parameters_stores_only_the_input_gradient() {
+    let x = var(&[2, 3, 4, 4], 95);
+    let params: Vec<Tensor> = (0..4).map(|i| random(&[3], 96 + i).abs().unwrap()).collect();
+    let y = batch_norm(&x, &params[0], &params[1], &params[2], &params[3], 1e-5).unwrap();
+    let grads = y.sum_all().unwrap().backward().unwrap();
+    assert!(grads.get(x.as_tensor()).is_some());
+    for p in &params {
+        assert!(grads.get(p).is_none());
+    }
+    let e = batch_norm(&x, &params[0], &random(&[4], 1), &params[2], &params[3], 1e-5).unwrap_err().to_string();
+    assert!(e.contains("bias") && e.contains("[4]"), "{e}");
+    assert!(batch_norm(&x, &params[0], &params[1], &params[2], &params[3], -1.0).is_err());
+}
+
+/// conv → batch norm → relu → max pool → conv → avg pool → adaptive pool → linear → softmax.
+#[test]
+fn a_small_cnn_has_exact_gradients_end_to_end() {
+    let x = var(&[2, 3, 9, 8], 100);
+    let w1 = var(&[4, 3, 3, 3], 101);
+    let b1 = random(&[4], 102);
+    let bn: Vec<Tensor> = (0..4).map(|i| random(&[4], 103 + i).abs().unwrap()).collect();
+    let w2 = (random(&[6, 2, 3, 3], 107) * 0.3).unwrap();
+    let w3 = Var::from_tensor(&(random(&[3, 6 * 2 * 2], 108) * 0.1).unwrap()).unwrap();
+    let b3 = Var::from_tensor(&(random(&[3], 109) * 0.1).unwrap()).unwrap();
+    let net = || -> gaze_engine::Result<Tensor> {
+        let h = conv2d(&x, &w1, Some(&b1), Conv2dConfig::default().padding(1))?;
+        let h = batch_norm(&h, &bn[0], &bn[1], &bn[2], &(&bn[3] + 1.0)?, 1e-5)?;
+        let h = relu(&h, ReluMode::Normal)?;
+        let h = max_pool2d(&h, Pool2dConfig::new(3, 2).padding(1).ceil_mode(true))?;
+        let h = conv2d(&h, &w2, None, Conv2dConfig::default().groups(2).padding(1))?;
+        let h = avg_pool2d(&h, Pool2dConfig::new(2, 1).count_include_pad(false))?;
+        let h = adaptive_avg_pool2d(&h, (2, 2))?;
+        let h = linear(&h.flatten_from(1)?, &w3, Some(&b3))?;
+        softmax_last_dim(&h)
+    };
+    let y = net().unwrap();
+    let spread = values(&y).iter().fold(0.0f64, |m, &p| m.max(p));
+    assert!(spread < 0.9, "the softmax saturates ({y}), which would hide its gradient");
+    assert_eq!(y.dims(), [2, 3]);
+    check_gradients(
+        "small CNN",
+        &[("x", &x), ("first conv weight", &w1), ("linear weight", &w3), ("linear bias", &b3)],
+        net,
+        1000,
+    );
+}
+
+/// The check itself can fail: candle 0.11's own max pooling backward (which this crate replaces)
+/// does not match finite differences.
+#[test]
+#[should_panic(expected = "differs from finite differences")]
+fn the_finite_difference_check_catches_a_wrong_gradient() {
+    let x = var(&[1, 2, 6, 4], 110);
+    check_gradients("candle max_pool2d", &[("x", &x)], || Ok(x.max_pool2d(2)?), 1100);
 }

@@ -94,9 +94,11 @@ struct Geom {
     pw: usize,
     dh: usize,
     dw: usize,
+    /// The most elements an im2col buffer holds; larger outputs are processed in bands of rows.
+    cols_budget: usize,
 }
 
-/// The most elements an im2col buffer holds; larger outputs are processed in bands of rows.
+/// The default of [`Geom::cols_budget`]: 4 Mi elements (16 MiB in `f32`).
 const COLS_BUDGET: usize = 1 << 22;
 
 impl Geom {
@@ -170,6 +172,7 @@ impl Geom {
             pw,
             dh,
             dw,
+            cols_budget: COLS_BUDGET,
         })
     }
 
@@ -203,7 +206,7 @@ impl Geom {
     /// The bands of output rows processed at once, each with an im2col buffer within budget.
     fn bands(&self) -> impl Iterator<Item = (usize, usize)> {
         let per_row = (self.k() * self.ow).max(1);
-        let rows = (COLS_BUDGET / per_row).clamp(1, self.oh.max(1));
+        let rows = (self.cols_budget / per_row).clamp(1, self.oh.max(1));
         let oh = self.oh;
         (0..oh).step_by(rows).map(move |r| (r, (r + rows).min(oh)))
     }
@@ -598,4 +601,52 @@ pub fn conv2d(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>, cfg: Conv2dCon
     };
     same_dtype("conv2d", &[("input", x), ("weight", weight), ("bias", &bias)])?;
     Ok(x.contiguous()?.apply_op3(&weight.contiguous()?, &bias, Conv2d(geom))?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn data(len: usize, seed: f64) -> Vec<f64> {
+        (0..len).map(|i| ((i as f64 + 1.0) * seed).sin()).collect()
+    }
+
+    /// Processing the output in bands of one or two rows gives the same results as one band.
+    #[test]
+    fn bands_of_rows_give_the_same_results_as_one_band() {
+        let configs = [
+            Conv2dConfig::default().padding(1),
+            Conv2dConfig::default().stride_hw((2, 3)).padding_hw((1, 2)).dilation(2),
+            Conv2dConfig::default().stride(2).groups(2),
+            Conv2dConfig::default().stride(2),
+        ];
+        for cfg in configs {
+            let (x_dims, w_dims) = ([2, 4, 11, 8], [6, 4 / cfg.groups, 3, 2]);
+            let whole = Geom::new(&x_dims, &w_dims, cfg).unwrap();
+            let x = data(x_dims.iter().product(), 0.37);
+            let w = data(w_dims.iter().product(), 0.71);
+            let b = data(6, 1.3);
+            let dy = data(whole.n * whole.cout * whole.plane(), 0.53);
+            let reference = (
+                forward(&whole, &x, &w, &b).unwrap(),
+                input_grad(&whole, &dy, &w).unwrap(),
+                weight_grad(&whole, &x, &dy).unwrap(),
+            );
+            for rows in [1, 2] {
+                let banded = Geom { cols_budget: whole.k() * whole.ow * rows, ..whole };
+                assert!(banded.bands().count() > 1);
+                let got = (
+                    forward(&banded, &x, &w, &b).unwrap(),
+                    input_grad(&banded, &dy, &w).unwrap(),
+                    weight_grad(&banded, &x, &dy).unwrap(),
+                );
+                for (a, b) in [(&got.0, &reference.0), (&got.1, &reference.1), (&got.2, &reference.2)] {
+                    assert_eq!(a.len(), b.len());
+                    for (u, v) in a.iter().zip(b.iter()) {
+                        assert!((u - v).abs() < 1e-12, "{cfg:?} in bands of {rows}: {u} vs {v}");
+                    }
+                }
+            }
+        }
+    }
 }

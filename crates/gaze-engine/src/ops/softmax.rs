@@ -25,7 +25,7 @@ impl CustomOp1 for SoftmaxLastDim {
                     y.push(e);
                 }
                 for e in &mut y[start..] {
-                    *e = *e / sum;
+                    *e /= sum;
                 }
             }
             output(y, l.shape().clone())
