@@ -1,0 +1,140 @@
+//! A small VGG-like model for the tests, with seeded random weights, a tap after every stage, every
+//! stage a cut point, and counters of how often the head and the tail run.
+
+#![allow(dead_code)]
+
+use std::cell::Cell;
+
+use candle_core::{DType, Device, Tensor};
+use gaze_core::Result;
+use gaze_engine::ops::{adaptive_avg_pool2d, conv2d, linear, max_pool2d, Conv2dConfig, Pool2dConfig};
+use gaze_engine::{TapModel, Taps};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+/// The non-linearity after each convolution.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Act {
+    /// `taps.relu`, so guided backprop and deconvnet change its backward rule.
+    Relu,
+    /// `tanh`, smooth, for integrals that converge fast.
+    Tanh,
+}
+
+pub struct Net {
+    conv1: (Tensor, Tensor),
+    conv2: (Tensor, Tensor),
+    fc: (Tensor, Tensor),
+    act: Act,
+    device: Device,
+    /// Full forward passes (`forward_taps`), counted per call.
+    pub head_runs: Cell<usize>,
+    /// Tail-only passes (`forward_from`), counted per call.
+    pub tail_runs: Cell<usize>,
+}
+
+pub const LAYERS: [&str; 7] = ["conv1", "relu1", "pool1", "conv2", "relu2", "pool2", "fc"];
+pub const INPUT: [usize; 3] = [3, 8, 8];
+pub const CLASSES: usize = 5;
+
+fn random(rng: &mut StdRng, shape: &[usize], scale: f64, dtype: DType, device: &Device) -> Tensor {
+    let n: usize = shape.iter().product();
+    let v: Vec<f64> = (0..n).map(|_| scale * (rng.random::<f64>() * 2.0 - 1.0)).collect();
+    Tensor::from_vec(v, shape, device).unwrap().to_dtype(dtype).unwrap()
+}
+
+impl Net {
+    pub fn new(seed: u64, act: Act, dtype: DType) -> Self {
+        let device = Device::Cpu;
+        let mut rng = StdRng::seed_from_u64(seed);
+        let mut layer = |w: &[usize], fan_in: usize| {
+            let s = (3.0 / fan_in as f64).sqrt();
+            (random(&mut rng, w, s, dtype, &device), random(&mut rng, &w[..1], 0.1, dtype, &device))
+        };
+        let conv1 = layer(&[4, 3, 3, 3], 27);
+        let conv2 = layer(&[6, 4, 3, 3], 36);
+        let fc = layer(&[CLASSES, 24], 24);
+        Net { conv1, conv2, fc, act, device, head_runs: Cell::new(0), tail_runs: Cell::new(0) }
+    }
+
+    pub fn input(&self, n: usize, seed: u64) -> Tensor {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let [c, h, w] = INPUT;
+        random(&mut rng, &[n, c, h, w], 1.0, self.conv1.0.dtype(), &self.device)
+    }
+
+    fn act(&self, x: &Tensor, taps: &Taps) -> Result<Tensor> {
+        match self.act {
+            Act::Relu => taps.relu(x),
+            Act::Tanh => Ok(x.tanh()?),
+        }
+    }
+
+    /// Runs the stages after the `from`-th (all of them for `None`).
+    fn run(&self, from: Option<usize>, mut x: Tensor, taps: &mut Taps) -> Result<Tensor> {
+        let start = from.map_or(0, |i| i + 1);
+        for (i, name) in LAYERS.iter().enumerate().skip(start) {
+            x = match i {
+                0 => conv2d(&x, &self.conv1.0, Some(&self.conv1.1), Conv2dConfig::default().padding(1))?,
+                1 | 4 => self.act(&x, taps)?,
+                2 => max_pool2d(&x, Pool2dConfig::new(2, 2))?,
+                3 => conv2d(&x, &self.conv2.0, Some(&self.conv2.1), Conv2dConfig::default().padding(1))?,
+                5 => adaptive_avg_pool2d(&x, (2, 2))?,
+                _ => linear(&x.flatten_from(1)?, &self.fc.0, Some(&self.fc.1))?,
+            };
+            x = taps.tap(name, x)?;
+        }
+        Ok(x)
+    }
+}
+
+impl TapModel for Net {
+    fn forward_taps(&self, x: &Tensor, taps: &mut Taps) -> Result<Tensor> {
+        self.head_runs.set(self.head_runs.get() + 1);
+        self.run(None, x.clone(), taps)
+    }
+
+    fn layer_names(&self) -> Vec<String> {
+        LAYERS.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn num_classes(&self) -> usize {
+        CLASSES
+    }
+
+    fn input_shape(&self) -> [usize; 3] {
+        INPUT
+    }
+
+    fn device(&self) -> &Device {
+        &self.device
+    }
+
+    fn cut_points(&self) -> Vec<String> {
+        self.layer_names()
+    }
+
+    fn forward_from(&self, layer: &str, activation: &Tensor, taps: &mut Taps) -> Result<Tensor> {
+        self.tail_runs.set(self.tail_runs.get() + 1);
+        let i = LAYERS
+            .iter()
+            .position(|l| *l == layer)
+            .ok_or_else(|| gaze_core::Error::UnknownLayer { name: layer.into(), valid: self.layer_names() })?;
+        let x = taps.tap(LAYERS[i], activation.clone())?;
+        self.run(Some(i), x, taps)
+    }
+}
+
+/// The largest absolute difference between two tensors, over the largest absolute value of `b`.
+pub fn rel(a: &Tensor, b: &Tensor) -> f64 {
+    assert_eq!(a.dims(), b.dims());
+    let a = a.to_dtype(DType::F64).unwrap().flatten_all().unwrap().to_vec1::<f64>().unwrap();
+    let b = b.to_dtype(DType::F64).unwrap().flatten_all().unwrap().to_vec1::<f64>().unwrap();
+    let diff = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max);
+    let scale = b.iter().map(|y| y.abs()).fold(0.0, f64::max);
+    if scale == 0.0 {
+        diff
+    } else {
+        diff / scale
+    }
+}
