@@ -4,7 +4,7 @@ use std::str::FromStr;
 use candle_core::Device;
 use gaze_engine::TapModel;
 
-use crate::{Checkpoint, DemoCnn, Error, Preprocess, Result};
+use crate::{Checkpoint, DemoCnn, Error, Preprocess, ResNet, Result, Vgg16, Xception};
 
 /// A classifier the command line and the reports can run: a [`TapModel`] with its preprocessing and
 /// class labels.
@@ -20,6 +20,10 @@ pub trait Classifier: TapModel + Send + Sync {
         let _ = class;
         None
     }
+    /// The layer a CAM explains when none is named: the output of the last convolutional block.
+    fn default_layer(&self) -> Option<String> {
+        None
+    }
 }
 
 /// The architectures gaze knows.
@@ -27,15 +31,30 @@ pub trait Classifier: TapModel + Send + Sync {
 pub enum ModelKind {
     /// The small demo CNN (the default).
     Demo,
+    /// VGG16, torchvision's or timm's layout.
+    Vgg16,
+    /// ResNet-50 (or another bottleneck ResNet), torchvision's and timm's layout.
+    ResNet50,
+    /// Xception, timm's `legacy_xception` layout.
+    Xception,
 }
 
 impl ModelKind {
-    pub const ALL: [ModelKind; 1] = [ModelKind::Demo];
+    pub const ALL: [ModelKind; 4] = [ModelKind::Demo, ModelKind::Vgg16, ModelKind::ResNet50, ModelKind::Xception];
 
     pub fn name(self) -> &'static str {
         match self {
             ModelKind::Demo => "demo",
+            ModelKind::Vgg16 => "vgg16",
+            ModelKind::ResNet50 => "resnet50",
+            ModelKind::Xception => "xception",
         }
+    }
+
+    /// Whether the architecture ships its weights inside the crate (only the demo model does; the
+    /// others need a checkpoint file).
+    pub fn has_embedded_weights(self) -> bool {
+        matches!(self, ModelKind::Demo)
     }
 }
 
@@ -52,17 +71,64 @@ impl FromStr for ModelKind {
 }
 
 /// Loads a model of `kind` from `weights`, or its embedded weights where it has some.
+///
+/// VGG16, ResNet-50 and Xception have no embedded weights: without `weights` they are an error
+/// (callers such as the command line find a checkpoint first).
 pub fn load(kind: ModelKind, weights: Option<&Path>, device: &Device) -> Result<Box<dyn Classifier>> {
-    match kind {
-        ModelKind::Demo => {
-            let model = match weights {
-                Some(path) => DemoCnn::from_checkpoint(&Checkpoint::open(path, device)?, device)?,
-                None => DemoCnn::embedded(device)?,
-            };
-            Ok(Box::new(model))
+    let checkpoint = |path: Option<&Path>| -> Result<Checkpoint> {
+        match path {
+            Some(path) => Checkpoint::open(path, device),
+            None => Err(Error::InvalidOption {
+                option: "--weights".into(),
+                value: "(none)".into(),
+                expected: format!("a safetensors checkpoint of {}, which has no embedded weights", kind.name()),
+            }),
         }
-    }
+    };
+    Ok(match kind {
+        ModelKind::Demo => match weights {
+            Some(path) => Box::new(DemoCnn::from_checkpoint(&Checkpoint::open(path, device)?, device)?),
+            None => Box::new(DemoCnn::embedded(device)?),
+        },
+        ModelKind::Vgg16 => Box::new(Vgg16::from_checkpoint(&checkpoint(weights)?, device)?),
+        ModelKind::ResNet50 => Box::new(ResNet::from_checkpoint(&checkpoint(weights)?, device)?),
+        ModelKind::Xception => Box::new(Xception::from_checkpoint(&checkpoint(weights)?, device)?),
+    })
 }
+
+/// The [`Classifier`] methods of a model with [`ClassNames`](crate::ClassNames).
+macro_rules! imagenet_classifier {
+    ($model:ty, $kind:expr, $layer:expr) => {
+        impl Classifier for $model {
+            fn kind(&self) -> ModelKind {
+                $kind
+            }
+
+            fn preprocess(&self) -> Preprocess {
+                <$model>::preprocess(self)
+            }
+
+            fn label(&self, class: usize) -> Option<String> {
+                self.class_names().label(class)
+            }
+
+            fn class_id(&self, class: usize) -> Option<String> {
+                self.class_names().class_id(class)
+            }
+
+            fn default_layer(&self) -> Option<String> {
+                Some($layer.to_string())
+            }
+        }
+    };
+}
+
+// The default CAM layers are the last convolutional feature maps: VGG16's ReLU after its last
+// convolution (Keras's `block5_conv3`), ResNet's last stage, Xception's `act4` (Keras's
+// `block14_sepconv2_act`).
+imagenet_classifier!(Vgg16, ModelKind::Vgg16, "features.29");
+imagenet_classifier!(ResNet, ModelKind::ResNet50, "layer4");
+imagenet_classifier!(Xception, ModelKind::Xception, "act4");
 
 impl Classifier for DemoCnn {
     fn kind(&self) -> ModelKind {
@@ -75,5 +141,9 @@ impl Classifier for DemoCnn {
 
     fn label(&self, class: usize) -> Option<String> {
         self.class_names().get(class).cloned()
+    }
+
+    fn default_layer(&self) -> Option<String> {
+        Some("relu4".into())
     }
 }
