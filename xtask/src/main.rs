@@ -3,7 +3,9 @@
 //! gaze's automation, written in Rust so that it runs wherever cargo does: `cargo xtask <command>`.
 //! It may touch the network and the file system's caches; the library crates never do.
 
+mod golden;
 mod tidy;
+mod train_demo;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -19,11 +21,17 @@ struct Cli {
 enum Command {
     /// Checks the workspace's conventions: folder names equal package names, versions, crate docs.
     Tidy,
+    /// Regenerates fixtures/ from the Python peers (tools/golden.py in target/golden-venv).
+    Golden(golden::Args),
+    /// Trains the demo CNN on the shapes data set and writes the embedded checkpoint.
+    TrainDemo(train_demo::Args),
 }
 
 fn main() -> Result<()> {
     match Cli::parse().command {
         Command::Tidy => tidy::run(&workspace_root()),
+        Command::Golden(args) => golden::run(&workspace_root(), &args),
+        Command::TrainDemo(args) => train_demo::run(&workspace_root(), &args),
     }
 }
 
