@@ -49,10 +49,7 @@ fn read_tensor_file(model: &dyn Classifier, path: &Path, device: &Device) -> Res
         .map_err(|e| Error::Checkpoint { path: path.to_path_buf(), reason: format!("cannot read tensors: {e}") })?;
     let input = tensors.get("input").ok_or_else(|| Error::Checkpoint {
         path: path.to_path_buf(),
-        reason: format!(
-            "no tensor named `input`; it has: {}",
-            tensors.keys().cloned().collect::<Vec<_>>().join(", ")
-        ),
+        reason: format!("no tensor named `input`; it has: {}", tensors.keys().cloned().collect::<Vec<_>>().join(", ")),
     })?;
     let [c, _, _] = model.input_shape();
     match input.dims() {

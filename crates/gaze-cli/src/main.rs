@@ -5,6 +5,7 @@
 //! 0 when everything asked for was written, 2 for bad usage or input, 1 for other failures.
 //! It computes nothing itself: models, methods and pictures come from the library crates.
 
+mod explain;
 mod input;
 mod layers;
 mod model;
@@ -27,6 +28,8 @@ enum Command {
     Predict(predict::Args),
     /// Every layer (tap) name of a model with its output shape.
     Layers(layers::Args),
+    /// Attribution maps of a method for each image and target.
+    Explain(explain::Args),
 }
 
 /// An error in how gaze was called (exit code 2).
@@ -39,6 +42,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Predict(args) => predict::run(args),
         Command::Layers(args) => layers::run(args),
+        Command::Explain(args) => explain::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

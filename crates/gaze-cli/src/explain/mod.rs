@@ -1,0 +1,229 @@
+//! `gaze explain`: runs one attribution method on images or a tensor file and writes its pictures,
+//! optionally the raw maps, and a JSON summary.
+//!
+//! Each method family has one file here that turns the command-line options into the library's
+//! configuration and says how its maps are drawn (`Explanation`); this module owns everything they
+//! share: targets, the output folder, the raw file, the summary.
+//! Adding a method: parse its name in [`Method`], add its file, and list the options it takes.
+
+mod cam;
+mod gradient;
+mod options;
+mod output;
+mod picture;
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context as _, Result};
+use clap::Args as ClapArgs;
+use gaze_core::{Attribution, Score, Target};
+use serde::Serialize;
+
+use crate::input::{read_batch, Batch};
+use crate::model::ModelArgs;
+use crate::UsageError;
+pub use options::MethodOptions;
+use output::OutputDir;
+pub use picture::Picture;
+
+#[derive(ClapArgs, Debug)]
+pub struct Args {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// The method: gradcam, gradcam++, xgradcam, hirescam, layercam, eigencam, scorecam,
+    /// ablationcam, saliency, gradient-x-input, guided-backprop, deconvnet, guided-gradcam.
+    #[arg(long)]
+    pub method: String,
+    /// The layer(s) to explain at (CAM methods; repeat for several). Default: the model's last
+    /// convolutional block.
+    #[arg(long = "layer", value_name = "NAME")]
+    pub layers: Vec<String>,
+    /// Explain these classes for every image (comma-separated indices).
+    #[arg(long, value_delimiter = ',', conflicts_with = "top")]
+    pub target: Vec<usize>,
+    /// Explain the K highest outputs of each image.
+    #[arg(long, value_name = "K")]
+    pub top: Option<usize>,
+    /// Which output the class indexes: logit (default) or probability.
+    #[arg(long, default_value = "logit")]
+    pub score: String,
+    #[command(flatten)]
+    pub options: MethodOptions,
+    /// The folder to write into (created if needed).
+    #[arg(long, default_value = "gaze-out")]
+    pub out: PathBuf,
+    /// Also write the maps before any display step to DIR/attributions.safetensors.
+    #[arg(long)]
+    pub raw: bool,
+    /// Replace files that already exist (without it, an existing output is an error).
+    #[arg(long)]
+    pub overwrite: bool,
+    /// Print a JSON summary of what was written.
+    #[arg(long)]
+    pub json: bool,
+    /// A safetensors file with a tensor `input` [N, 3, H, W], already preprocessed.
+    #[arg(long, value_name = "FILE")]
+    pub input: Option<PathBuf>,
+    /// Image files (PNG or JPEG).
+    pub images: Vec<PathBuf>,
+}
+
+/// The methods `gaze explain` runs, by family.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Method {
+    Cam(gaze_cam::CamMethod),
+    Gradient(gaze_saliency::GradientKind),
+    GuidedGradCam,
+}
+
+impl Method {
+    pub const NAMES: [&'static str; 13] = [
+        "gradcam",
+        "gradcam++",
+        "xgradcam",
+        "hirescam",
+        "layercam",
+        "eigencam",
+        "scorecam",
+        "ablationcam",
+        "saliency",
+        "gradient-x-input",
+        "guided-backprop",
+        "deconvnet",
+        "guided-gradcam",
+    ];
+
+    pub fn parse(name: &str) -> Result<Self> {
+        if name == "guided-gradcam" {
+            return Ok(Method::GuidedGradCam);
+        }
+        if let Ok(m) = gaze_cam::CamMethod::parse(name) {
+            return Ok(Method::Cam(m));
+        }
+        if let Ok(k) = gaze_saliency::GradientKind::parse(name) {
+            return Ok(Method::Gradient(k));
+        }
+        Err(UsageError(format!("unknown method `{name}`; valid methods: {}", Self::NAMES.join(", "))).into())
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::Cam(m) => m.name(),
+            Method::Gradient(k) => k.name(),
+            Method::GuidedGradCam => "guided-gradcam",
+        }
+    }
+}
+
+/// What a method family hands back: the maps and how to draw them.
+pub struct Explanation {
+    pub attribution: Attribution,
+    pub picture: Picture,
+}
+
+/// Everything a method family needs to run.
+pub struct Context<'a> {
+    pub model: &'a dyn gaze_models::Classifier,
+    pub batch: &'a Batch,
+    pub target: Target,
+    pub layers: Vec<String>,
+    pub options: &'a MethodOptions,
+}
+
+#[derive(Serialize)]
+struct Summary {
+    method: String,
+    model: String,
+    layers: Vec<String>,
+    score: String,
+    files: Vec<String>,
+    maps: Vec<MapSummary>,
+    seconds: f64,
+}
+
+#[derive(Serialize)]
+struct MapSummary {
+    image: String,
+    class: usize,
+    label: Option<String>,
+    score: Option<f32>,
+    file: String,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let started = Instant::now();
+    let method = Method::parse(&args.method)?;
+    args.options.check_applies_to(method)?;
+    let model = args.model.load()?;
+    let batch = read_batch(model.as_ref(), &args.images, args.input.as_deref())?;
+    let target = target_of(&args)?;
+    let layers = if args.layers.is_empty() {
+        model.default_layer().into_iter().collect()
+    } else {
+        args.layers.iter().map(|l| model.resolve_layer(l)).collect::<gaze_core::Result<Vec<_>>>()?
+    };
+    let out = OutputDir::create(&args.out, args.overwrite)?;
+    let ctx = Context { model: model.as_ref(), batch: &batch, target, layers, options: &args.options };
+    let explanation = match method {
+        Method::Cam(m) => cam::explain(&ctx, m)?,
+        Method::Gradient(k) => gradient::explain(&ctx, k)?,
+        Method::GuidedGradCam => gradient::guided_gradcam(&ctx)?,
+    };
+    let mut attribution = explanation.attribution;
+    attribution.meta = attribution.meta.clone().with_option("model", model.kind().name());
+
+    let scores: Option<Vec<Vec<f32>>> = match &attribution.scores {
+        Some(s) => Some(s.to_dtype(candle_core::DType::F32)?.to_vec2::<f32>()?),
+        None => None,
+    };
+    let mut files = Vec::new();
+    let mut maps = Vec::new();
+    let pictures = explanation.picture.render(&attribution, &batch, model.as_ref())?;
+    for (n, row) in pictures.into_iter().enumerate() {
+        for (t, image) in row.into_iter().enumerate() {
+            let class = attribution.targets[n][t];
+            let name = format!("{}.{}.{}.png", batch.stems[n], method.name(), class);
+            let path = out.write_png(&name, &image)?;
+            maps.push(MapSummary {
+                image: batch.stems[n].clone(),
+                class,
+                label: model.label(class),
+                score: scores.as_ref().map(|s| s[n][t]),
+                file: path.display().to_string(),
+            });
+            files.push(path.display().to_string());
+        }
+    }
+    if args.raw {
+        let path = out.write_raw(&attribution, method.name()).context("writing the raw attributions")?;
+        files.push(path.display().to_string());
+    }
+    let summary = Summary {
+        method: method.name().into(),
+        model: model.kind().name().into(),
+        layers: attribution.meta.layers.clone(),
+        score: attribution.meta.score.clone(),
+        files,
+        maps,
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else {
+        for f in &summary.files {
+            println!("wrote {f}");
+        }
+    }
+    Ok(())
+}
+
+fn target_of(args: &Args) -> Result<Target> {
+    let score = Score::parse(&args.score)?;
+    let target = match (args.top, args.target.is_empty()) {
+        (Some(k), _) => Target::top(k),
+        (None, false) => Target::classes(args.target.iter().copied()),
+        (None, true) => Target::top_class(),
+    };
+    Ok(target.with_score(score))
+}
