@@ -84,7 +84,7 @@ def build(root: Path) -> list[Fixture]:
                 "captum": "LayerGradCam(model, layer).attribute(input, target=classes, relu_attributions=...)",
             },
         )
-        fx.add("input", x, "model input (the same as models/<model>.io.safetensors)")
+        fx.add("input", x, f"model input (the same as models/{name}.io.safetensors)")
         fx.add("logits", logits, "`model(input)`")
         for key, classes in target_sets.items():
             doc = "the per-image classes [3, 7]" if key == "given" else "each image's top class (argmax of `logits`)"

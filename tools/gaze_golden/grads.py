@@ -124,7 +124,7 @@ def build(root: Path) -> list[Fixture]:
                 "occlusion": {"sliding_window_shapes": OCC_WINDOW, "strides": OCC_STRIDE, "baselines": 0.0},
             },
         )
-        fx.add("input", x, "model input (the same as models/<model>.io.safetensors)")
+        fx.add("input", x, f"model input (the same as models/{name}.io.safetensors)")
         fx.add("targets", t, "the class explained for each image")
 
         fx.add("saliency.attr", Saliency(model).attribute(x.clone(), target=t, abs=False),
