@@ -316,6 +316,10 @@ impl<M: TapModel + ?Sized> Explainer<M> for Occlusion {
             model.forward(&Tensor::stack(&copies, 0)?)
         })
     }
+
+    fn resolve_targets(&self, model: &M, input: &Tensor, target: &Target) -> Result<Vec<Vec<usize>>> {
+        target.resolve(&scored_outputs(&model.forward(input)?, &target.score)?)
+    }
 }
 
 /// [`Occlusion`] computed incrementally, as the [`Explainer`] of a model that implements
@@ -330,5 +334,9 @@ impl<M: Incremental + ?Sized> Explainer<M> for IncrementalOcclusion {
 
     fn explain(&self, model: &M, input: &Tensor, target: &Target) -> Result<Attribution> {
         Ok(self.0.explain_incremental(model, input, target)?.0)
+    }
+
+    fn resolve_targets(&self, model: &M, input: &Tensor, target: &Target) -> Result<Vec<Vec<usize>>> {
+        target.resolve(&scored_outputs(&full_forward(model, input)?, &target.score)?)
     }
 }

@@ -20,7 +20,8 @@ pub enum Fill {
     PerChannel(Vec<f64>),
     /// Each image's own mean, per channel.
     Mean,
-    /// A Gaussian blur of the image with this standard deviation in pixels (borders reflected).
+    /// A Gaussian blur of the image with this standard deviation in pixels, over height and width
+    /// (SciPy's `gaussian_filter`, borders reflected), as integrated gradients' `blur` baseline.
     Blur { sigma: f64 },
     /// An explicit baseline, `[C, H, W]`, `[1, C, H, W]` or `[N, C, H, W]` (Captum's tensor baseline).
     Baseline(Tensor),
@@ -140,10 +141,12 @@ impl Fill {
     }
 }
 
-/// A separable Gaussian blur of `planes` planes of `h × w`, with borders reflected about the edge
-/// pixels' outer side (`d c b a | a b c d`, SciPy's `reflect`), truncated at 3σ.
+/// A separable Gaussian blur of `planes` planes of `h × w`, as
+/// `scipy.ndimage.gaussian_filter(x, (0, sigma, sigma))` computes it: radius `round(4σ)`, weights
+/// normalised to sum to one, borders reflected about the edge pixels' outer side
+/// (`d c b a | a b c d`).
 fn gaussian_blur(data: &[f64], planes: usize, h: usize, w: usize, sigma: f64) -> Vec<f64> {
-    let radius = (3.0 * sigma).ceil() as isize;
+    let radius = (4.0 * sigma + 0.5).floor() as isize;
     let mut kernel: Vec<f64> = (-radius..=radius).map(|i| (-(i * i) as f64 / (2.0 * sigma * sigma)).exp()).collect();
     let total: f64 = kernel.iter().sum();
     kernel.iter_mut().for_each(|k| *k /= total);

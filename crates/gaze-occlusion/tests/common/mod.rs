@@ -264,11 +264,12 @@ pub fn naive_captum<M: TapModel>(
         out.to_dtype(DType::F64).unwrap().flatten_all().unwrap().to_vec1::<f64>().unwrap()
     };
     let mut result = Vec::new();
-    for i in 0..n {
+    assert_eq!(classes.len(), n);
+    for (i, image_classes) in classes.iter().enumerate() {
         let xi = x.get(i).unwrap();
         let bi = baseline.get(i).unwrap();
         let base = score(&xi);
-        let t_count = classes[i].len();
+        let t_count = image_classes.len();
         let mut total = vec![0f64; t_count * c * h * w];
         let mut weight = vec![0f64; c * h * w];
         for kc in 0..counts[0] {
@@ -293,7 +294,7 @@ pub fn naive_captum<M: TapModel>(
                         Tensor::from_vec(mask.clone(), (c, h, w), &Device::Cpu).unwrap().to_dtype(x.dtype()).unwrap();
                     let occluded = ((&xi * (1.0 - &m).unwrap()).unwrap() + (&bi * &m).unwrap()).unwrap();
                     let s = score(&occluded);
-                    for (t, &class) in classes[i].iter().enumerate() {
+                    for (t, &class) in image_classes.iter().enumerate() {
                         let diff = base[class] - s[class];
                         for (j, mv) in mask.iter().enumerate() {
                             total[t * c * h * w + j] += diff * mv;

@@ -1,0 +1,137 @@
+//! # gaze-rise
+//!
+//! RISE, Randomized Input Sampling for Explanation (Petsiuk, Das and Saenko, BMVC 2018,
+//! <https://arxiv.org/abs/1806.07421>): the saliency of a pixel is the model's score averaged over
+//! randomly masked copies of the image, weighted by how much of the pixel each mask kept.
+//!
+//! `N` binary grids of `s × s` cells, each kept with probability `p`, are upsampled bilinearly to
+//! `(s + 1) · cell` pixels (`cell = ceil(H / s)` per axis), shifted by a random offset below one
+//! cell and cropped to the image ([`MaskPlan`]); each copy is `x · m + fill · (1 − m)` (the authors
+//! multiply, a fill of 0), and
+//! `saliency[t] = Σ_i score_i[t] · m_i / (N · p)`, `[1, H, W]` per image and target.
+//!
+//! The masks come from a seed (or an explicit plan) and do not depend on the images, so a batch
+//! gives the same maps as its images one by one; copies run `batch` at a time.
+//!
+//! This crate owns RISE only: it runs any [`TapModel`] forward and never looks inside it, and it
+//! draws nothing.
+
+mod masks;
+
+use candle_core::{DType, Tensor};
+use gaze_core::{select, Attribution, AttributionMeta, Error, Explainer, Resolution, Result, Target};
+use gaze_engine::{chunks, scored_outputs, TapModel};
+
+pub use masks::{cell_size, MaskPlan};
+
+/// The options of [`Rise`], by their command-line names: `--masks`, `--grid`, `--keep`, `--seed`,
+/// `--batch`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RiseConfig {
+    /// The number of masks `N`.
+    pub masks: usize,
+    /// The grid size `s`.
+    pub grid: usize,
+    /// The probability `p` that a cell is kept.
+    pub keep: f64,
+    /// The seed the masks are drawn from.
+    pub seed: u64,
+    /// The most masked copies per forward pass.
+    pub batch: usize,
+    /// The value masked-out pixels tend to (0 in the paper).
+    pub fill: f64,
+    /// Explicit masks instead of seeded ones; their size must be the input's.
+    pub plan: Option<MaskPlan>,
+}
+
+impl Default for RiseConfig {
+    /// The paper's ImageNet settings: 4000 masks on a 7 × 7 grid, half the cells kept.
+    fn default() -> Self {
+        RiseConfig { masks: 4000, grid: 7, keep: 0.5, seed: 0, batch: 32, fill: 0.0, plan: None }
+    }
+}
+
+impl RiseConfig {
+    /// The plan for inputs of `size`: the explicit one (checked against the size) or one drawn
+    /// from the seed.
+    pub fn plan(&self, size: (usize, usize)) -> Result<MaskPlan> {
+        match &self.plan {
+            Some(plan) if plan.size == size => Ok(plan.clone()),
+            Some(plan) => Err(Error::InvalidOption {
+                option: "RISE mask plan".into(),
+                value: format!("masks of {:?}", plan.size),
+                expected: format!("masks of the input's size {size:?}"),
+            }),
+            None => MaskPlan::random(self.masks, self.grid, self.keep, size, self.seed),
+        }
+    }
+}
+
+/// RISE as an [`Explainer`] of any [`TapModel`].
+#[derive(Clone, Debug, Default)]
+pub struct Rise {
+    pub config: RiseConfig,
+}
+
+impl Rise {
+    pub fn new(config: RiseConfig) -> Self {
+        Rise { config }
+    }
+}
+
+impl<M: TapModel + ?Sized> Explainer<M> for Rise {
+    fn method(&self) -> &'static str {
+        "rise"
+    }
+
+    fn explain(&self, model: &M, input: &Tensor, target: &Target) -> Result<Attribution> {
+        let (n, _, h, w) = input.dims4().map_err(|_| Error::Shape {
+            what: "RISE input".into(),
+            expected: "[N, C, H, W]".into(),
+            got: input.dims().to_vec(),
+        })?;
+        let cfg = &self.config;
+        let plan = cfg.plan((h, w))?;
+        let outputs = scored_outputs(&model.forward(input)?, &target.score)?;
+        let targets = target.resolve(&outputs)?;
+        let base = select(&outputs, &targets)?;
+        let t_count = targets.first().map(Vec::len).unwrap_or(0);
+        let device = input.device();
+        let mut sums: Vec<Option<Tensor>> = vec![None; n];
+        for chunk in chunks(plan.len(), cfg.batch)? {
+            let flat: Vec<f32> = (chunk.start..chunk.start + chunk.len).flat_map(|i| plan.mask(i)).collect();
+            let masks = Tensor::from_vec(flat, (chunk.len, 1, h, w), device)?.to_dtype(input.dtype())?;
+            let kept = masks.affine(-1.0, 1.0)?.affine(cfg.fill, 0.0)?;
+            let masks_flat = masks.reshape((chunk.len, h * w))?.to_dtype(DType::F32)?;
+            for (i, classes) in targets.iter().enumerate() {
+                let copies = input.narrow(0, i, 1)?.broadcast_mul(&masks)?.broadcast_add(&kept)?;
+                let out = scored_outputs(&model.forward(&copies)?, &target.score)?;
+                let scores = select(&out, &vec![classes.clone(); chunk.len])?.to_dtype(DType::F32)?;
+                // [T, B] × [B, H·W]: each target's score-weighted sum of this chunk's masks.
+                let part = scores.t()?.contiguous()?.matmul(&masks_flat)?;
+                sums[i] = Some(match sums[i].take() {
+                    None => part,
+                    Some(acc) => (acc + part)?,
+                });
+            }
+        }
+        let scale = 1.0 / (plan.len() as f64 * plan.keep);
+        let maps = sums
+            .into_iter()
+            .map(|s| Ok(s.expect("at least one mask").affine(scale, 0.0)?.reshape((t_count, 1, h, w))?))
+            .collect::<Result<Vec<_>>>()?;
+        let meta = AttributionMeta::new("rise", Resolution::Input)
+            .with_score(target.score.name())
+            .with_option("masks", plan.len())
+            .with_option("grid", plan.grid)
+            .with_option("keep", plan.keep)
+            .with_option("seed", if cfg.plan.is_some() { "plan".to_string() } else { cfg.seed.to_string() })
+            .with_option("batch", cfg.batch)
+            .with_option("fill", cfg.fill);
+        Ok(Attribution { values: Tensor::stack(&maps, 0)?, targets, scores: Some(base.to_dtype(DType::F32)?), meta })
+    }
+
+    fn resolve_targets(&self, model: &M, input: &Tensor, target: &Target) -> Result<Vec<Vec<usize>>> {
+        target.resolve(&scored_outputs(&model.forward(input)?, &target.score)?)
+    }
+}
