@@ -535,3 +535,40 @@ fn the_finite_difference_check_catches_a_wrong_gradient() {
     let x = var(&[1, 2, 6, 4], 110);
     check_gradients("candle max_pool2d", &[("x", &x)], || Ok(x.max_pool2d(2)?), 1100);
 }
+
+/// The `f32` kernels compute what the `f64` ones do, to `f32` precision.
+#[test]
+fn f32_ops_agree_with_f64() {
+    use candle_core::DType::{F32, F64};
+    let x = random(&[2, 4, 9, 7], 120);
+    let w = random(&[6, 2, 3, 3], 121);
+    let b = random(&[6], 122);
+    let lw = random(&[3, 6 * 2 * 2], 123);
+    let f32 = |t: &Tensor| t.to_dtype(F32).unwrap();
+    let net = |x: &Tensor, w: &Tensor, b: &Tensor, lw: &Tensor| -> gaze_engine::Result<Tensor> {
+        let h = conv2d(x, w, Some(b), Conv2dConfig::default().groups(2).stride(2).padding(1))?;
+        let h = batch_norm(&h, b, b, b, &(b.abs()? + 1.0)?, 1e-5)?;
+        let h = max_pool2d(&h, Pool2dConfig::new(2, 1))?;
+        let h = avg_pool2d(&h, Pool2dConfig::new(3, 2).padding(1).ceil_mode(true))?;
+        let h = upsample_bilinear2d(&h, (5, 3), false)?;
+        let h = adaptive_avg_pool2d(&h, (2, 2))?;
+        let h = linear(&h.flatten_from(1)?, lw, None)?;
+        softmax_last_dim(&relu(&h, ReluMode::Normal)?)
+    };
+    let wide = net(&x, &w, &b, &lw).unwrap();
+    let narrow = net(&f32(&x), &f32(&w), &f32(&b), &f32(&lw)).unwrap();
+    assert_eq!(narrow.dtype(), F32);
+    assert_close("f32 network", &narrow.to_dtype(F64).unwrap(), &wide, 1e-5);
+    let xv = Var::from_tensor(&f32(&x)).unwrap();
+    let y = conv2d(&xv, &f32(&w), None, Conv2dConfig::default().groups(2)).unwrap();
+    let g = y.sum_all().unwrap().backward().unwrap();
+    let xw = Var::from_tensor(&x).unwrap();
+    let y = conv2d(&xw, &w, None, Conv2dConfig::default().groups(2)).unwrap();
+    let gw = y.sum_all().unwrap().backward().unwrap();
+    assert_close(
+        "f32 conv2d input gradient",
+        &g.get(xv.as_tensor()).unwrap().to_dtype(F64).unwrap(),
+        gw.get(xw.as_tensor()).unwrap(),
+        1e-5,
+    );
+}

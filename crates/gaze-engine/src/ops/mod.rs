@@ -7,6 +7,10 @@
 //! groups on non-square inputs; and no op computes the gradient of a weight that is not a variable
 //! (a constant weight gets `None`, so the gradient store never holds it).
 //!
+//! The ops: [`conv2d`] (im2col and `gemm`, or direct loops for depthwise convolutions), [`linear`],
+//! [`max_pool2d`], [`avg_pool2d`], [`adaptive_avg_pool2d`], [`upsample_bilinear2d`], [`batch_norm`]
+//! (inference mode), [`relu`] with its guided and deconvnet rules, and [`softmax_last_dim`].
+//!
 //! Kernels run on the host for `f32` and `f64` (the finite-difference tests run in `f64`). On other
 //! devices the op copies its operands to the host and the result back: correct everywhere, fast on
 //! the CPU.

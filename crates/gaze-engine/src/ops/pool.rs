@@ -75,7 +75,7 @@ struct Geom {
 }
 
 impl Geom {
-    fn new(op: &str, dims: &[usize], cfg: Pool2dConfig) -> Result<(Self, [usize; 2])> {
+    fn new(op: &str, dims: &[usize], cfg: Pool2dConfig) -> Result<Self> {
         let [n, c, h, w] = rank4(op, dims)?;
         let check = |name: &str, (a, b): (usize, usize), ok: bool, expected: &str| {
             if ok {
@@ -105,7 +105,7 @@ impl Geom {
         let oh = out_size(h, cfg.kernel.0, cfg.stride.0, cfg.padding.0, cfg.ceil_mode);
         let ow = out_size(w, cfg.kernel.1, cfg.stride.1, cfg.padding.1, cfg.ceil_mode);
         match (oh, ow) {
-            (Some(oh), Some(ow)) => Ok((Geom { planes: n * c, h, w, oh, ow, cfg }, [n, c])),
+            (Some(oh), Some(ow)) => Ok(Geom { planes: n * c, h, w, oh, ow, cfg }),
             _ => Err(Error::Shape {
                 what: format!(
                     "{op} input (kernel ({}, {}), padding ({}, {}))",
@@ -378,7 +378,7 @@ impl CustomOp1 for AvgPoolBackward {
 /// to the first maximum in row-major order (PyTorch's CPU rule), accumulating where windows
 /// overlap.
 pub fn max_pool2d(x: &Tensor, cfg: Pool2dConfig) -> Result<Tensor> {
-    let (geom, _) = Geom::new("max_pool2d", x.dims(), cfg)?;
+    let geom = Geom::new("max_pool2d", x.dims(), cfg)?;
     Ok(x.contiguous()?.apply_op1(MaxPool(geom))?)
 }
 
@@ -386,7 +386,7 @@ pub fn max_pool2d(x: &Tensor, cfg: Pool2dConfig) -> Result<Tensor> {
 /// and the divisor of each window either its size clipped to the padded input
 /// (`count_include_pad`) or the number of input elements it covers.
 pub fn avg_pool2d(x: &Tensor, cfg: Pool2dConfig) -> Result<Tensor> {
-    let (geom, _) = Geom::new("avg_pool2d", x.dims(), cfg)?;
+    let geom = Geom::new("avg_pool2d", x.dims(), cfg)?;
     Ok(x.contiguous()?.apply_op1(AvgPool(geom))?)
 }
 
