@@ -42,14 +42,14 @@ pub(crate) fn conv_cfg(stride: usize, padding: usize, groups: usize) -> Conv2dCo
     Conv2dConfig { stride: (stride, stride), padding: (padding, padding), groups, ..Default::default() }
 }
 
-/// PyTorch's `BatchNorm2d` in inference mode, folded as PyTorch's CPU kernel folds it: a
-/// per-channel scale `weight / sqrt(running_var + eps)` and shift `bias - running_mean · scale`.
+/// PyTorch's `BatchNorm2d` in inference mode: the running statistics and the affine parameters,
+/// applied by [`ops::batch_norm`].
 #[derive(Clone, Debug)]
 pub(crate) struct BatchNorm {
-    /// `[1, C, 1, 1]`.
-    scale: Tensor,
-    /// `[1, C, 1, 1]`.
-    shift: Tensor,
+    weight: Tensor,
+    bias: Tensor,
+    mean: Tensor,
+    var: Tensor,
 }
 
 /// PyTorch's default `BatchNorm2d` epsilon, which torchvision's and timm's models use.
@@ -58,17 +58,16 @@ pub(crate) const BN_EPS: f64 = 1e-5;
 impl BatchNorm {
     /// Loads `running_mean`, `running_var`, `weight` and `bias` of `channels` channels under `vb`.
     pub fn load(vb: &VarBuilder, channels: usize) -> candle_core::Result<Self> {
-        let mean = vb.get(channels, "running_mean")?;
-        let var = vb.get(channels, "running_var")?;
-        let weight = vb.get(channels, "weight")?;
-        let bias = vb.get(channels, "bias")?;
-        let scale = (weight / (var + BN_EPS)?.sqrt()?)?;
-        let shift = (bias - (mean * &scale)?)?;
-        Ok(BatchNorm { scale: scale.reshape((1, channels, 1, 1))?, shift: shift.reshape((1, channels, 1, 1))? })
+        Ok(BatchNorm {
+            weight: vb.get(channels, "weight")?,
+            bias: vb.get(channels, "bias")?,
+            mean: vb.get(channels, "running_mean")?,
+            var: vb.get(channels, "running_var")?,
+        })
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        Ok(x.broadcast_mul(&self.scale)?.broadcast_add(&self.shift)?)
+        ops::batch_norm(x, &self.weight, &self.bias, &self.mean, &self.var, BN_EPS)
     }
 }
 
