@@ -25,7 +25,7 @@ pub mod xception;
 pub use checkpoint::Checkpoint;
 pub use demo::{DemoCnn, DemoCnnConfig, DEMO_WEIGHTS};
 pub use imagenet::{imagenet_class, imagenet_classes, ClassNames, ImagenetClass};
-pub use preprocess::{load_image, Preprocess};
+pub use preprocess::{load_image, resize_pil, Filter, Preprocess};
 pub use registry::{load, Classifier, ModelKind};
 pub use resnet::{ResNet, ResNetConfig};
 pub use vgg::{Vgg16, Vgg16Config, VggLayout};

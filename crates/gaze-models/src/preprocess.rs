@@ -1,9 +1,14 @@
 //! Image decoding and per-model preprocessing.
+//!
+//! Resizing follows Pillow, which torchvision and Keras resize with, bit for bit: the convolution
+//! resampler with 8-bit fixed-point weights and a rounded 8-bit intermediate image for bilinear and
+//! bicubic (which average over the whole footprint when shrinking, "antialiasing"), and Pillow's
+//! accumulated sampling positions for nearest neighbour.
+//! So a tensor made here equals the one PyTorch or Keras makes from the same file.
 
 use std::path::Path;
 
 use candle_core::{Device, Tensor};
-use image::imageops::FilterType;
 use image::{DynamicImage, ImageReader, Limits, RgbImage};
 
 use crate::{Error, Result};
@@ -16,13 +21,15 @@ pub const MAX_IMAGE_BYTES: u64 = 1 << 30;
 /// How an image becomes a model input `[3, H, W]`.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Preprocess {
-    /// torchvision's ImageNet transform: resize the shorter side to `resize` (bilinear), centre-crop
-    /// `crop`×`crop`, scale to [0, 1], then `(x − mean) / std` per channel.
+    /// torchvision's ImageNet transform: resize the shorter side to `resize` (Pillow's bilinear,
+    /// which antialiases), centre-crop `crop`×`crop` (offsets rounded half to even, as Python's
+    /// `round`), scale to [0, 1], then `(x − mean) / std` per channel.
     Torchvision { resize: u32, crop: u32, mean: [f32; 3], std: [f32; 3] },
-    /// Keras's `caffe` mode (VGG16, ResNet50 in Keras): resize to `size`×`size`, RGB → BGR, subtract
-    /// the ImageNet BGR means, no scaling.
+    /// Keras's `caffe` mode (VGG16, ResNet50 in Keras): `load_img` to `size`×`size` (Pillow's
+    /// nearest neighbour, no crop), RGB → BGR, subtract the ImageNet BGR means, no scaling.
     Caffe { size: u32 },
-    /// Keras's `tf` mode (Xception): resize to `size`×`size`, scale to [−1, 1].
+    /// Keras's `tf` mode (Xception): `load_img` to `size`×`size` (Pillow's nearest neighbour, no
+    /// crop), scale to [−1, 1].
     Tf { size: u32 },
 }
 
@@ -47,19 +54,19 @@ impl Preprocess {
         match self {
             Preprocess::Torchvision { resize, crop, .. } => {
                 let (w, h) = image.dimensions();
+                // torchvision's `Resize(int)`: the shorter side to `resize`, the longer one scaled
+                // and truncated.
                 let (nw, nh) = if w <= h {
                     (*resize, ((*resize as u64 * h as u64) / w.max(1) as u64) as u32)
                 } else {
                     (((*resize as u64 * w as u64) / h.max(1) as u64) as u32, *resize)
                 };
-                let resized = image::imageops::resize(image, nw.max(1), nh.max(1), FilterType::Triangle);
-                let left = (nw.saturating_sub(*crop) as f64 / 2.0).round() as u32;
-                let top = (nh.saturating_sub(*crop) as f64 / 2.0).round() as u32;
+                let resized = resize_pil(image, nw.max(1), nh.max(1), Filter::Bilinear);
+                let left = round_half_even_half(nw.saturating_sub(*crop));
+                let top = round_half_even_half(nh.saturating_sub(*crop));
                 image::imageops::crop_imm(&resized, left, top, (*crop).min(nw), (*crop).min(nh)).to_image()
             }
-            Preprocess::Caffe { size } | Preprocess::Tf { size } => {
-                image::imageops::resize(image, *size, *size, FilterType::Triangle)
-            }
+            Preprocess::Caffe { size } | Preprocess::Tf { size } => resize_pil(image, *size, *size, Filter::Nearest),
         }
     }
 
@@ -90,6 +97,179 @@ impl Preprocess {
     pub fn apply(&self, image: &RgbImage, device: &Device) -> Result<Tensor> {
         self.normalize(&self.resize(image), device)
     }
+}
+
+/// `round(d / 2)` with Python's rounding (half to even), as torchvision's `CenterCrop` computes
+/// its offsets.
+fn round_half_even_half(d: u32) -> u32 {
+    let half = d / 2;
+    if d % 2 == 1 && half % 2 == 1 {
+        half + 1
+    } else {
+        half
+    }
+}
+
+/// A resampling filter, as Pillow defines it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Filter {
+    /// `Image.NEAREST`: Keras's `load_img` default.
+    Nearest,
+    /// `Image.BILINEAR`: torchvision's `Resize` default (a triangle filter widened when shrinking).
+    Bilinear,
+    /// `Image.BICUBIC` (Keys' cubic with a = −0.5, widened when shrinking): timm's usual choice.
+    Bicubic,
+}
+
+/// Resizes `image` to `width`×`height` exactly as Pillow's `Image.resize(size, filter)` does.
+pub fn resize_pil(image: &RgbImage, width: u32, height: u32, filter: Filter) -> RgbImage {
+    let (w, h) = image.dimensions();
+    if (w, h) == (width, height) || width == 0 || height == 0 || w == 0 || h == 0 {
+        return if (w, h) == (width, height) { image.clone() } else { RgbImage::new(width, height) };
+    }
+    match filter {
+        Filter::Nearest => resize_nearest(image, width, height),
+        Filter::Bilinear | Filter::Bicubic => {
+            let mut out = image.clone();
+            if width != w {
+                out = resample_horizontal(&out, width, filter);
+            }
+            if height != h {
+                out = resample_vertical(&out, height, filter);
+            }
+            out
+        }
+    }
+}
+
+/// Pillow's `ImagingScaleAffine`: the source of output pixel `x` is `floor(s/2 + x·s)` with
+/// `s = in / out`, the position accumulated in f64 step by step as Pillow does.
+fn resize_nearest(image: &RgbImage, width: u32, height: u32) -> RgbImage {
+    let (w, h) = image.dimensions();
+    let positions = |inp: u32, out: u32| -> Vec<Option<u32>> {
+        let step = inp as f64 / out as f64;
+        let mut at = step * 0.5;
+        (0..out)
+            .map(|_| {
+                let i = if at < 0.0 { -1 } else { at as i64 };
+                at += step;
+                (i >= 0 && i < inp as i64).then_some(i as u32)
+            })
+            .collect()
+    };
+    let xs = positions(w, width);
+    let ys = positions(h, height);
+    let mut out = RgbImage::new(width, height);
+    for (y, sy) in ys.iter().enumerate() {
+        let Some(sy) = sy else { continue };
+        for (x, sx) in xs.iter().enumerate() {
+            if let Some(sx) = sx {
+                out.put_pixel(x as u32, y as u32, *image.get_pixel(*sx, *sy));
+            }
+        }
+    }
+    out
+}
+
+/// Pillow's fixed-point precision for 8-bit resampling.
+const PRECISION_BITS: u32 = 32 - 8 - 2;
+
+/// Pillow's `precompute_coeffs` and `normalize_coeffs_8bpc`: for each output position, the first
+/// input index and the fixed-point weights of the inputs it averages.
+fn coefficients(in_size: u32, out_size: u32, filter: Filter) -> Vec<(usize, Vec<i32>)> {
+    let (kernel, support): (fn(f64) -> f64, f64) = match filter {
+        Filter::Bicubic => (bicubic, 2.0),
+        _ => (triangle, 1.0),
+    };
+    let scale = in_size as f64 / out_size as f64;
+    let filterscale = scale.max(1.0);
+    let support = support * filterscale;
+    (0..out_size)
+        .map(|xx| {
+            let center = (xx as f64 + 0.5) * scale;
+            let ss = 1.0 / filterscale;
+            let xmin = ((center - support + 0.5) as i64).max(0);
+            let xmax = ((center + support + 0.5) as i64).min(in_size as i64);
+            let raw: Vec<f64> = (xmin..xmax).map(|x| kernel((x as f64 - center + 0.5) * ss)).collect();
+            let total: f64 = raw.iter().sum();
+            let fixed = raw
+                .iter()
+                .map(|&k| {
+                    let k = if total != 0.0 { k / total } else { k };
+                    let scaled = k * (1u32 << PRECISION_BITS) as f64;
+                    (if k < 0.0 { scaled - 0.5 } else { scaled + 0.5 }) as i32
+                })
+                .collect();
+            (xmin as usize, fixed)
+        })
+        .collect()
+}
+
+fn triangle(x: f64) -> f64 {
+    let x = x.abs();
+    if x < 1.0 {
+        1.0 - x
+    } else {
+        0.0
+    }
+}
+
+fn bicubic(x: f64) -> f64 {
+    const A: f64 = -0.5;
+    let x = x.abs();
+    if x < 1.0 {
+        ((A + 2.0) * x - (A + 3.0)) * x * x + 1.0
+    } else if x < 2.0 {
+        (((x - 5.0) * x + 8.0) * x - 4.0) * A
+    } else {
+        0.0
+    }
+}
+
+/// Pillow's `clip8`: the fixed-point sum back to a byte.
+fn clip8(acc: i64) -> u8 {
+    (acc >> PRECISION_BITS).clamp(0, 255) as u8
+}
+
+/// The weighted sum of `len` samples of channel `c`, `at(i)` giving sample `i`, rounded as Pillow.
+fn weighted(weights: &[i32], at: impl Fn(usize) -> u8) -> u8 {
+    let mut acc: i64 = 1 << (PRECISION_BITS - 1);
+    for (i, &k) in weights.iter().enumerate() {
+        acc += at(i) as i64 * k as i64;
+    }
+    clip8(acc)
+}
+
+fn resample_horizontal(image: &RgbImage, width: u32, filter: Filter) -> RgbImage {
+    let (w, h) = image.dimensions();
+    let coeffs = coefficients(w, width, filter);
+    let mut out = RgbImage::new(width, h);
+    for y in 0..h {
+        for (x, (start, weights)) in coeffs.iter().enumerate() {
+            let mut p = [0u8; 3];
+            for (c, v) in p.iter_mut().enumerate() {
+                *v = weighted(weights, |i| image.get_pixel((start + i) as u32, y)[c]);
+            }
+            out.put_pixel(x as u32, y, image::Rgb(p));
+        }
+    }
+    out
+}
+
+fn resample_vertical(image: &RgbImage, height: u32, filter: Filter) -> RgbImage {
+    let (w, h) = image.dimensions();
+    let coeffs = coefficients(h, height, filter);
+    let mut out = RgbImage::new(w, height);
+    for (y, (start, weights)) in coeffs.iter().enumerate() {
+        for x in 0..w {
+            let mut p = [0u8; 3];
+            for (c, v) in p.iter_mut().enumerate() {
+                *v = weighted(weights, |i| image.get_pixel(x, (start + i) as u32)[c]);
+            }
+            out.put_pixel(x, y as u32, image::Rgb(p));
+        }
+    }
+    out
 }
 
 /// Decodes an image file with size limits, converting grayscale, alpha and 16-bit images to 8-bit
