@@ -15,15 +15,25 @@
 //! - [`save_png`] writes through [`write_atomic`], refusing to replace a file unless
 //!   [`WriteOptions::overwrite`] says so.
 //!
-//! The functions follow zennit's `imgify`/`gridify` shape (<https://arxiv.org/abs/2106.13200>):
-//! plain functions and small option structs.
+//! The functions follow zennit's `imgify`/`gridify` shape: plain functions and small option
+//! structs.
 //! Where a peer's drawing code has a fault (tf-explain's heat weight of 1.0 and its reading of float
 //! images, division by zero on constant maps), this crate documents the difference in
 //! `docs/rendering.md` and does not inherit it.
 //!
 //! This crate never runs a model and never computes gradients: it depends only on gaze-core's
-//! types, candle's tensors (read, never differentiated) and the `image` crate.
+//! types, candle's tensors (read, never differentiated), the `image` crate and `ab_glyph` for text.
 //! It touches the file system only in [`save_png`] and [`write_atomic`], at the path it is given.
+//!
+//! ## References
+//!
+//! - SHAP's image plot: Lundberg and Lee, "A Unified Approach to Interpreting Model Predictions",
+//!   <https://arxiv.org/abs/1705.07874>.
+//! - zennit's rendering helpers: Anders et al., "Software for Dataset-wide XAI: From Local
+//!   Explanations to Global Insights with Zennit, CoRelAy, and ViRelAy",
+//!   <https://arxiv.org/abs/2106.13200>.
+//! - The saliency map ([`Reduction::AbsMax`]): Simonyan et al., "Deep Inside Convolutional
+//!   Networks", <https://arxiv.org/abs/1312.6034>.
 
 pub mod colormap;
 mod draw;

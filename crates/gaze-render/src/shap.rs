@@ -100,7 +100,7 @@ pub fn shap_figure(
 ///
 /// `labels` holds the outputs' names: one list per image, or a single list that titles only the
 /// first row (as SHAP does), or nothing.
-/// A plot whose maps are all zero draws every map transparent, not SHAP's solid blue.
+/// A plot whose maps are all zero draws every map transparent, as matplotlib draws SHAP's.
 pub fn shap_plot(
     images: &[RgbImage],
     values: &[Vec<Map>],
@@ -206,7 +206,8 @@ mod tests {
     #[test]
     fn an_all_zero_plot_is_transparent_over_the_underlay() {
         let image = RgbImage::from_pixel(3, 1, Rgb([50, 60, 70]));
-        let fig = shap_figure(&[image.clone()], &maps(&[0.0; 3]), &[], &ShapPlotOptions::default()).unwrap();
+        let fig =
+            shap_figure(std::slice::from_ref(&image), &maps(&[0.0; 3]), &[], &ShapPlotOptions::default()).unwrap();
         let panel = &fig.rows[0][1].image;
         let under = grayscale_underlay(&image, 0.15).unwrap();
         for (p, u) in panel.pixels().zip(under.pixels()) {
@@ -222,7 +223,7 @@ mod tests {
         assert!(shap_plot(&[], &[], &[], &opts).is_err());
         assert!(shap_plot(&[image.clone(), image.clone()], &v, &[], &opts).is_err());
         let two_labels = vec![vec!["a".to_string(), "b".to_string()]];
-        let err = shap_plot(&[image.clone()], &v, &two_labels, &opts).unwrap_err().to_string();
+        let err = shap_plot(std::slice::from_ref(&image), &v, &two_labels, &opts).unwrap_err().to_string();
         assert!(err.contains("one label per output (1)"), "{err}");
         let bad = ShapPlotOptions { vmax: Some(f32::NAN), ..ShapPlotOptions::default() };
         assert!(shap_plot(&[image], &v, &[], &bad).is_err());

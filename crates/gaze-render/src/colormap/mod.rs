@@ -220,7 +220,7 @@ fn interpolate(anchors: &[(f64, f64, f64)], i: usize) -> f64 {
 fn red_transparent_blue() -> [[f32; 4]; LUT_SIZE] {
     const STEPS: usize = 100;
     const BLUE: [f64; 3] = [30.0 / 255.0, 136.0 / 255.0, 229.0 / 255.0];
-    const RED: [f64; 3] = [255.0 / 255.0, 13.0 / 255.0, 87.0 / 255.0];
+    const RED: [f64; 3] = [1.0, 13.0 / 255.0, 87.0 / 255.0];
     let count = 2 * STEPS;
     let stops: Vec<[f64; 4]> = (0..count)
         .map(|k| {
