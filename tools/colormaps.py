@@ -3,8 +3,9 @@
 
 Run it once, from the repository root, whenever a table is added:
 
-    python -m venv /tmp/cmaps && /tmp/cmaps/bin/pip install matplotlib opencv-python-headless
-    /tmp/cmaps/bin/python tools/colormaps.py
+    python -m venv target/colormaps-venv
+    target/colormaps-venv/bin/pip install matplotlib opencv-python-headless
+    target/colormaps-venv/bin/python tools/colormaps.py
 
 It writes crates/gaze-render/src/colormap/tables.rs.
 The listed colormaps (viridis, inferno, magma) are matplotlib's 256-entry tables, copied verbatim.
