@@ -87,9 +87,10 @@ impl Cam {
     }
 
     /// The displayed maps `[N, T, H, W]` in [0, 1], as pytorch-grad-cam's `__call__` returns them:
-    /// per layer ReLU, per-map min-max scaling and bilinear resizing to the input size, then the
-    /// mean over layers scaled again ([`display_maps`]); with `aug_smooth`, the mean of the
-    /// de-augmented displayed maps of every augmentation, not scaled again.
+    /// per layer the map after the method's ReLU (when it is on), min-max scaled and resized
+    /// bilinearly to the input size, then the mean over layers scaled again ([`display_maps`]);
+    /// with `aug_smooth`, the mean of the de-augmented displayed maps of every augmentation, not
+    /// scaled again.
     pub fn explain_display<M: TapModel + ?Sized>(
         &self,
         model: &M,

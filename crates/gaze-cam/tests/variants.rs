@@ -220,7 +220,7 @@ fn ablation_cam_is_the_relative_score_drop() {
             let min = a.iter().copied().fold(f64::INFINITY, f64::min);
             let value = if min == 0.0 { 0.0 } else { min - 1e7 };
             zeroed |= min == 0.0;
-            let original = tail(&model, layer, &[a.clone()], &dims).remove(0);
+            let original = tail(&model, layer, std::slice::from_ref(&a), &dims).remove(0);
             let ablated: Vec<Vec<f64>> = (0..c)
                 .map(|k| {
                     let mut b = a.clone();
