@@ -349,8 +349,13 @@ impl ExpectedGradients {
             let bg_index = Tensor::from_vec(bg_index, chunk.len, device)?;
             let mut column_shape = vec![chunk.len];
             column_shape.extend(std::iter::repeat(1).take(space_dims.len()));
-            let alpha: Vec<f64> = rows.clone().map(|r| plan.alphas[r / samples][r % samples]).collect();
-            let alpha = Tensor::from_vec(alpha, chunk.len, device)?.to_dtype(dtype)?.reshape(column_shape)?;
+            // shap computes t·x + (1 − t)·x', both factors rounded from f64 to the input's dtype.
+            let column = |f: &dyn Fn(f64) -> f64| -> Result<Tensor> {
+                let v: Vec<f64> = rows.clone().map(|r| f(plan.alphas[r / samples][r % samples])).collect();
+                Ok(Tensor::from_vec(v, chunk.len, device)?.to_dtype(dtype)?.reshape(column_shape.as_slice())?)
+            };
+            let alpha = column(&|t| t)?;
+            let one_minus = column(&|t| 1.0 - t)?;
 
             let mut x = explained.index_select(&image_index, 0)?;
             match &plan.noise {
@@ -368,8 +373,6 @@ impl ExpectedGradients {
                 None => {}
             }
             let x_ref = reference.index_select(&bg_index, 0)?;
-            // shap computes t·x + (1 − t)·x'.
-            let one_minus = alpha.affine(-1.0, 1.0)?;
             let z = (x.broadcast_mul(&alpha)? + x_ref.broadcast_mul(&one_minus)?)?;
             let lists: Vec<Vec<usize>> = rows.clone().map(|r| targets[r / samples].clone()).collect();
             let sample_target = Target::per_image_lists(lists).with_score(target.score.clone());

@@ -24,11 +24,15 @@
 //! - Selvaraju et al., "Grad-CAM: Visual Explanations from Deep Networks via Gradient-based
 //!   Localization" (guided Grad-CAM), 2016, <https://arxiv.org/abs/1610.02391>.
 
+mod guided_gradcam;
+
 use std::fmt;
 
 use candle_core::Tensor;
 use gaze_core::{Attribution, AttributionMeta, Error, Explainer, Resolution, Result, Score, Target, TargetSpec};
 use gaze_engine::{chunks, map_chunks, probe, scored_outputs, Chunk, ProbeRequest, ReluMode, TapModel};
+
+pub use guided_gradcam::{GuidedGradCam, Interpolation, GUIDED_GRADCAM};
 
 /// Which gradient map [`Gradient`] computes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

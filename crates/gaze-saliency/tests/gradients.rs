@@ -163,3 +163,48 @@ fn names_parse_and_bad_names_list_the_valid_ones() {
     let err = Gradient::saliency().explain(&net, &net.input(2, 1), &Target::per_image([1])).unwrap_err();
     assert!(err.to_string().contains("2 images"), "{err}");
 }
+
+#[test]
+fn guided_gradcam_is_guided_backprop_times_the_upsampled_relu_gradcam() {
+    use gaze_saliency::{GuidedGradCam, Interpolation};
+    let net = Net::new(19, Act::Relu, DType::F64);
+    let x = net.input(2, 20);
+    let target = Target::per_image_lists(vec![vec![1, 3], vec![0, 2]]);
+    let got = GuidedGradCam::new("relu2").explain(&net, &x, &target).unwrap();
+    assert_eq!(got.values.dims(), &[2, 2, 3, 8, 8]);
+    let gb = probe(&net, &x, &target, &ProbeRequest::input().with_relu_mode(ReluMode::Guided))
+        .unwrap()
+        .input_gradient
+        .unwrap();
+    let p = probe(&net, &x, &target, &ProbeRequest::layers(["relu2"])).unwrap();
+    let (a, g) = (&p.activations["relu2"], &p.gradients["relu2"]); // [2, 6, 4, 4], [2, 2, 6, 4, 4]
+    let weights = g.mean_keepdim(4).unwrap().mean_keepdim(3).unwrap();
+    let cam = weights.broadcast_mul(&a.unsqueeze(1).unwrap()).unwrap().sum(2).unwrap().relu().unwrap();
+    // Nearest upsampling by 2: every map pixel covers a 2×2 block.
+    let up = cam
+        .unsqueeze(4)
+        .unwrap()
+        .unsqueeze(3)
+        .unwrap()
+        .repeat((1, 1, 1, 2, 1, 2))
+        .unwrap()
+        .reshape((2, 2, 8, 8))
+        .unwrap();
+    let want = gb.broadcast_mul(&up.unsqueeze(2).unwrap()).unwrap();
+    assert!(rel(&got.values, &want) < 1e-12, "{}", rel(&got.values, &want));
+    assert!(cam.min_all().unwrap().to_scalar::<f64>().unwrap() >= 0.0);
+    assert_eq!(got.meta.layers, vec!["relu2".to_string()]);
+
+    // A batch gives the maps of its images one by one, in both interpolations.
+    for interpolation in [Interpolation::Nearest, Interpolation::Bilinear] {
+        let method = GuidedGradCam::new("pool1").with_interpolation(interpolation).with_batch(1);
+        let all = method.explain(&net, &x, &Target::top(2)).unwrap();
+        for i in 0..2 {
+            let one = method.explain(&net, &x.narrow(0, i, 1).unwrap(), &Target::top(2)).unwrap();
+            assert_eq!(one.targets[0], all.targets[i]);
+            assert!(rel(&all.values.narrow(0, i, 1).unwrap(), &one.values) < 1e-12, "{interpolation} image {i}");
+        }
+    }
+    let err = GuidedGradCam::new("fc").explain(&net, &x, &target).unwrap_err().to_string();
+    assert!(err.contains("fc"), "{err}");
+}

@@ -1,0 +1,171 @@
+//! Guided Grad-CAM: guided backpropagation times the Grad-CAM map of a layer, upsampled to the input.
+
+use std::fmt;
+
+use candle_core::Tensor;
+use gaze_cam::{Cam, CamConfig, CamMethod};
+use gaze_core::{Attribution, AttributionMeta, Error, Explainer, Resolution, Result, Target};
+use gaze_engine::ops::upsample_bilinear2d;
+use gaze_engine::TapModel;
+
+use crate::{batch_size, resolve_targets, Gradient};
+
+/// The command-line name of guided Grad-CAM.
+pub const GUIDED_GRADCAM: &str = "guided-gradcam";
+
+/// How the Grad-CAM map is resized to the input.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Interpolation {
+    /// PyTorch's `nearest` (Captum's default for `GuidedGradCam`): output pixel `i` takes input
+    /// pixel `floor(i · in / out)`, the scale computed in `float32`.
+    #[default]
+    Nearest,
+    /// Bilinear with `align_corners=False` (the Grad-CAM paper's choice).
+    Bilinear,
+}
+
+impl Interpolation {
+    pub fn name(self) -> &'static str {
+        match self {
+            Interpolation::Nearest => "nearest",
+            Interpolation::Bilinear => "bilinear",
+        }
+    }
+
+    pub fn parse(text: &str) -> Result<Self> {
+        match text {
+            "nearest" => Ok(Interpolation::Nearest),
+            "bilinear" => Ok(Interpolation::Bilinear),
+            other => Err(Error::InvalidOption {
+                option: "--interpolation".into(),
+                value: other.into(),
+                expected: "nearest or bilinear".into(),
+            }),
+        }
+    }
+
+    /// Resizes maps `[N, T, h, w]` to `[N, T, H, W]`.
+    pub fn resize(self, maps: &Tensor, (oh, ow): (usize, usize)) -> Result<Tensor> {
+        let (_, _, h, w) = maps.dims4()?;
+        match self {
+            Interpolation::Bilinear => upsample_bilinear2d(maps, (oh, ow), false),
+            Interpolation::Nearest => {
+                let rows = Tensor::from_vec(nearest_index(h, oh), oh, maps.device())?;
+                let cols = Tensor::from_vec(nearest_index(w, ow), ow, maps.device())?;
+                Ok(maps.index_select(&rows, 2)?.index_select(&cols, 3)?)
+            }
+        }
+    }
+}
+
+impl fmt::Display for Interpolation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The source index of every output index of PyTorch's legacy `nearest` interpolation.
+fn nearest_index(input: usize, output: usize) -> Vec<u32> {
+    let scale = input as f32 / output as f32;
+    (0..output)
+        .map(|i| {
+            let src = if input == output { i } else { ((i as f32 * scale).floor() as usize).min(input - 1) };
+            src as u32
+        })
+        .collect()
+}
+
+/// Guided Grad-CAM as Captum's `GuidedGradCam` computes it: the guided-backprop map times the
+/// Grad-CAM map of `layer` (the spatial mean of the gradients weighting the activations, summed over
+/// channels, with the ReLU on), resized to the input by [`Interpolation`].
+///
+/// ```
+/// use gaze_saliency::{GuidedGradCam, Interpolation};
+/// let g = GuidedGradCam::new("features.29").with_interpolation(Interpolation::Bilinear);
+/// assert_eq!(g.layer, "features.29");
+/// ```
+#[derive(Clone, Debug)]
+pub struct GuidedGradCam {
+    /// The layer whose Grad-CAM map gates the guided gradients (Captum's `layer`).
+    pub layer: String,
+    pub interpolation: Interpolation,
+    /// The most images that run through the model at once.
+    pub batch: usize,
+}
+
+impl GuidedGradCam {
+    pub fn new(layer: impl Into<String>) -> Self {
+        GuidedGradCam { layer: layer.into(), interpolation: Interpolation::Nearest, batch: 32 }
+    }
+
+    pub fn with_interpolation(mut self, interpolation: Interpolation) -> Self {
+        self.interpolation = interpolation;
+        self
+    }
+
+    pub fn with_batch(mut self, batch: usize) -> Self {
+        self.batch = batch;
+        self
+    }
+}
+
+impl<M: TapModel + ?Sized> Explainer<M> for GuidedGradCam {
+    fn method(&self) -> &'static str {
+        GUIDED_GRADCAM
+    }
+
+    /// Two forward passes and `2T` backward passes per chunk of `batch` images: one with guided
+    /// ReLUs to the input, one with plain ReLUs to the layer.
+    fn explain(&self, model: &M, input: &Tensor, target: &Target) -> Result<Attribution> {
+        batch_size(input)?;
+        let (_, _, h, w) = input.dims4().map_err(|_| Error::Shape {
+            what: "input".into(),
+            expected: "[N, C, H, W]".into(),
+            got: input.dims().to_vec(),
+        })?;
+        let guided = Gradient::guided_backprop().with_batch(self.batch).explain(model, input, target)?;
+        let fixed = Target::per_image_lists(guided.targets.clone()).with_score(target.score.clone());
+        let cam =
+            Cam::new(CamConfig::new(CamMethod::GradCam, [self.layer.clone()]).with_relu(true).with_batch(self.batch))?
+                .explain(model, input, &fixed)?;
+        if cam.values.rank() != 4 {
+            return Err(Error::Shape {
+                what: format!("Grad-CAM map of layer `{}`", self.layer),
+                expected: "[N, T, h, w]: a layer with spatial dimensions".into(),
+                got: cam.values.dims().to_vec(),
+            });
+        }
+        let gate = self.interpolation.resize(&cam.values.to_dtype(guided.values.dtype())?, (h, w))?;
+        let values = guided.values.broadcast_mul(&gate.unsqueeze(2)?)?;
+        let meta = AttributionMeta::new(GUIDED_GRADCAM, Resolution::Input)
+            .with_layers([self.layer.clone()])
+            .with_score(target.score.name())
+            .with_option("interpolation", self.interpolation)
+            .with_option("batch", self.batch);
+        Ok(Attribution { values, targets: guided.targets, scores: guided.scores, meta })
+    }
+
+    fn resolve_targets(&self, model: &M, input: &Tensor, target: &Target) -> Result<Vec<Vec<usize>>> {
+        resolve_targets(model, input, target, self.batch)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    #[test]
+    fn nearest_follows_pytorch() {
+        assert_eq!(nearest_index(2, 5), [0, 0, 0, 1, 1]);
+        assert_eq!(nearest_index(3, 8), [0, 0, 0, 1, 1, 1, 2, 2]);
+        assert_eq!(nearest_index(4, 4), [0, 1, 2, 3]);
+        assert_eq!(nearest_index(4, 2), [0, 2]);
+        let maps = Tensor::arange(0f32, 4.0, &Device::Cpu).unwrap().reshape((1, 1, 2, 2)).unwrap();
+        let up = Interpolation::Nearest.resize(&maps, (4, 4)).unwrap();
+        assert_eq!(
+            up.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            [0., 0., 1., 1., 0., 0., 1., 1., 2., 2., 3., 3., 2., 2., 3., 3.]
+        );
+    }
+}
