@@ -3,6 +3,7 @@
 //! gaze's automation, written in Rust so that it runs wherever cargo does: `cargo xtask <command>`.
 //! It may touch the network and the file system's caches; the library crates never do.
 
+mod fetch;
 mod golden;
 mod tidy;
 mod train_demo;
@@ -21,6 +22,8 @@ struct Cli {
 enum Command {
     /// Checks the workspace's conventions: folder names equal package names, versions, crate docs.
     Tidy,
+    /// Downloads pretrained weights (vgg16, resnet50, xception) into the Hugging Face cache.
+    FetchWeights(fetch::Args),
     /// Regenerates fixtures/ from the Python peers (tools/golden.py in target/golden-venv).
     Golden(golden::Args),
     /// Trains the demo CNN on the shapes data set and writes the embedded checkpoint.
@@ -30,6 +33,7 @@ enum Command {
 fn main() -> Result<()> {
     match Cli::parse().command {
         Command::Tidy => tidy::run(&workspace_root()),
+        Command::FetchWeights(args) => fetch::run(&args),
         Command::Golden(args) => golden::run(&workspace_root(), &args),
         Command::TrainDemo(args) => train_demo::run(&workspace_root(), &args),
     }

@@ -10,6 +10,7 @@ mod input;
 mod layers;
 mod model;
 mod predict;
+mod weights;
 
 use std::process::ExitCode;
 

@@ -10,7 +10,9 @@ use gaze_models::{Classifier, ModelKind};
 /// `--model` and `--weights`, shared by every command.
 #[derive(ClapArgs, Clone, Debug)]
 pub struct ModelArgs {
-    /// The architecture: `demo` (the default, embedded).
+    /// The architecture: `demo` (the default, embedded), `vgg16`, `resnet50` or `xception`.
+    /// Without --weights the last three use the ImageNet weights in the local Hugging Face hub cache
+    /// (`cargo xtask fetch-weights NAME` puts them there).
     #[arg(long, default_value = "demo")]
     pub model: String,
     /// A safetensors checkpoint of that architecture (widths and class count are read from it).
@@ -23,6 +25,10 @@ impl ModelArgs {
     pub fn load(&self) -> Result<Box<dyn Classifier>> {
         let kind: ModelKind = self.model.parse()?;
         let device = Device::Cpu;
-        Ok(gaze_models::load(kind, self.weights.as_deref(), &device)?)
+        let cached = match &self.weights {
+            None if !kind.has_embedded_weights() => Some(crate::weights::cached_weights(kind)?),
+            _ => None,
+        };
+        Ok(gaze_models::load(kind, self.weights.as_deref().or(cached.as_deref()), &device)?)
     }
 }

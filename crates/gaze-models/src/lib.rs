@@ -26,7 +26,7 @@ pub use checkpoint::Checkpoint;
 pub use demo::{DemoCnn, DemoCnnConfig, DEMO_WEIGHTS};
 pub use imagenet::{imagenet_class, imagenet_classes, ClassNames, ImagenetClass};
 pub use preprocess::{load_image, resize_pil, Filter, Preprocess};
-pub use registry::{load, Classifier, ModelKind};
+pub use registry::{load, Classifier, HubWeights, ModelKind};
 pub use resnet::{ResNet, ResNetConfig};
 pub use vgg::{Vgg16, Vgg16Config, VggLayout};
 pub use xception::{Xception, XceptionConfig};

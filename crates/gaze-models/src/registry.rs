@@ -56,6 +56,35 @@ impl ModelKind {
     pub fn has_embedded_weights(self) -> bool {
         matches!(self, ModelKind::Demo)
     }
+
+    /// Where the pretrained ImageNet weights of the architecture live on the Hugging Face hub
+    /// (`None` for the demo model, whose weights are embedded).
+    ///
+    /// This is the one table `cargo xtask fetch-weights` downloads from and the command line looks
+    /// up in the local hub cache; this crate itself never reads a cache or the network.
+    pub fn hub_weights(self) -> Option<HubWeights> {
+        let hub = |repo| HubWeights { repo, revision: "main", file: "model.safetensors", sha256: None };
+        match self {
+            ModelKind::Demo => None,
+            ModelKind::Vgg16 => Some(hub("timm/vgg16.tv_in1k")),
+            ModelKind::ResNet50 => Some(hub("timm/resnet50.tv_in1k")),
+            ModelKind::Xception => Some(hub("timm/legacy_xception.tf_in1k")),
+        }
+    }
+}
+
+/// A checkpoint on the Hugging Face hub.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HubWeights {
+    /// The repository id, such as `timm/vgg16.tv_in1k`.
+    pub repo: &'static str,
+    /// The revision: a branch (`main`) or, to pin it, a commit hash.
+    pub revision: &'static str,
+    /// The file in the repository.
+    pub file: &'static str,
+    /// The file's SHA-256 in lowercase hex, when pinned; otherwise the download is checked against
+    /// the SHA-256 the hub reports for the file (its LFS object id).
+    pub sha256: Option<&'static str>,
 }
 
 impl FromStr for ModelKind {
