@@ -9,7 +9,7 @@ use candle_nn::var_builder::SimpleBackend;
 use candle_nn::{Init, VarBuilder};
 use criterion::{criterion_group, criterion_main, Criterion};
 use gaze_benches::{bench_device, device_name, timed};
-use gaze_engine::{TapModel, Taps};
+use gaze_engine::Taps;
 use gaze_models::{Classifier, ResNet, ResNetConfig, Vgg16, Vgg16Config, VggLayout, Xception, XceptionConfig};
 
 /// Weights drawn on demand, He-normal for convolutions and linear layers, batch norms at their
