@@ -51,7 +51,8 @@ fn input_gradient_matches_pytorch(kind: ModelKind) {
     close(&format!("{} input gradient", kind.name()), g, &io["grad_input.class1"], TOLERANCE);
 }
 
-/// A batch gives the same logits and activations as its images one by one.
+/// A batch gives the same logits and activations as its images one by one (up to the rounding of
+/// f32 sums blocked differently for different batch sizes).
 fn batch_equals_images_one_by_one(kind: ModelKind, layer: &str) {
     let model = model(kind);
     let input = &io(kind.name())["input"];
@@ -61,9 +62,9 @@ fn batch_equals_images_one_by_one(kind: ModelKind, layer: &str) {
     for n in 0..input.dim(0).unwrap() {
         let mut taps = Taps::none().record(layer);
         let one = model.forward_taps(&input.narrow(0, n, 1).unwrap(), &mut taps).unwrap();
-        close(&format!("{} logits of image {n}", kind.name()), &one, &logits.narrow(0, n, 1).unwrap(), 1e-6);
+        close(&format!("{} logits of image {n}", kind.name()), &one, &logits.narrow(0, n, 1).unwrap(), 1e-5);
         let a = taps.activation(layer).unwrap();
-        close(&format!("{} {layer} of image {n}", kind.name()), a, &act.narrow(0, n, 1).unwrap(), 1e-6);
+        close(&format!("{} {layer} of image {n}", kind.name()), a, &act.narrow(0, n, 1).unwrap(), 1e-5);
     }
 }
 
