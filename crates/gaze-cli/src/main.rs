@@ -1,6 +1,7 @@
 //! # gaze
 //!
-//! The `gaze` command line: `predict`, `layers`, `explain` (see `docs/cli.md` for the contract).
+//! The `gaze` command line: `predict`, `layers`, `explain`, `report` (see `docs/cli.md` for the
+//! contract).
 //! It owns argument parsing, finding model weights, reading and writing files, and exit codes:
 //! 0 when everything asked for was written, 2 for bad usage or input, 1 for other failures.
 //! It computes nothing itself: models, methods and pictures come from the library crates.
@@ -10,6 +11,8 @@ mod input;
 mod layers;
 mod model;
 mod predict;
+mod progress;
+mod report;
 mod weights;
 
 use std::process::ExitCode;
@@ -31,6 +34,8 @@ enum Command {
     Layers(layers::Args),
     /// Attribution maps of a method for each image and target.
     Explain(explain::Args),
+    /// An HTML page comparing methods side by side on several images (DIR/index.html).
+    Report(report::Args),
 }
 
 /// An error in how gaze was called (exit code 2).
@@ -44,6 +49,7 @@ fn main() -> ExitCode {
         Command::Predict(args) => predict::run(args),
         Command::Layers(args) => layers::run(args),
         Command::Explain(args) => explain::run(args),
+        Command::Report(args) => report::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

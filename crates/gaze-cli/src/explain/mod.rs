@@ -25,7 +25,7 @@ use crate::model::ModelArgs;
 use crate::UsageError;
 pub use options::MethodOptions;
 use output::OutputDir;
-pub use picture::Picture;
+pub use picture::{display_size, Picture};
 
 #[derive(ClapArgs, Debug)]
 pub struct Args {
@@ -165,11 +165,9 @@ pub fn run(args: Args) -> Result<()> {
     };
     let out = OutputDir::create(&args.out, args.overwrite)?;
     let ctx = Context { model: model.as_ref(), batch: &batch, target, layers, options: &args.options };
-    let explanation = match method {
-        Method::Cam(m) => cam::explain(&ctx, m)?,
-        Method::Gradient(k) => gradient::explain(&ctx, k)?,
-        Method::GuidedGradCam => gradient::guided_gradcam(&ctx)?,
-    };
+    let running = crate::progress::spinner(format!("{} on {} image(s)", method.name(), batch.stems.len()));
+    let explanation = explain_with(&ctx, method)?;
+    running.finish_and_clear();
     let mut attribution = explanation.attribution;
     attribution.meta = attribution.meta.clone().with_option("model", model.kind().name());
 
@@ -216,6 +214,16 @@ pub fn run(args: Args) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Runs `method` on the context: its maps and how to draw them.
+/// `gaze explain` and `gaze report` both call it.
+pub fn explain_with(ctx: &Context, method: Method) -> Result<Explanation> {
+    Ok(match method {
+        Method::Cam(m) => cam::explain(ctx, m)?,
+        Method::Gradient(k) => gradient::explain(ctx, k)?,
+        Method::GuidedGradCam => gradient::guided_gradcam(ctx)?,
+    })
 }
 
 fn target_of(args: &Args) -> Result<Target> {
