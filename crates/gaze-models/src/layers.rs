@@ -35,6 +35,12 @@ impl Conv {
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         ops::conv2d(x, &self.w, self.b.as_ref(), self.cfg)
     }
+
+    /// The same convolution without padding, on an input that is already padded (or a crop of one):
+    /// what incremental occlusion recomputes.
+    pub fn forward_unpadded(&self, x: &Tensor) -> Result<Tensor> {
+        ops::conv2d(x, &self.w, self.b.as_ref(), Conv2dConfig { padding: (0, 0), ..self.cfg })
+    }
 }
 
 /// A convolution's geometry: `stride`, `padding` and `groups`, square in both directions.

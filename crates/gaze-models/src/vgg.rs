@@ -360,3 +360,65 @@ impl TapModel for Vgg16 {
         resolve_alias(&self.layer_names(), &self.aliases, name)
     }
 }
+
+/// VGG16's trunk as incremental stages for occlusion (`gaze_occlusion::incremental`): each
+/// convolution with its ReLU folded in (3×3, stride 1, padding 1) and named after the convolution,
+/// each max pool (2×2, stride 2, padding with −∞); the head is everything after `features.30`.
+impl gaze_occlusion::Incremental for Vgg16 {
+    fn stages(&self) -> Vec<gaze_occlusion::incremental::Stage> {
+        use gaze_occlusion::incremental::{Geometry, Stage as Inc};
+        self.trunk()
+            .map(|(i, stage)| match stage {
+                Stage::Conv(_) => Inc::conv(self.stages[i].0.clone(), Geometry::square(3, 1, 1)),
+                _ => Inc::max_pool(self.stages[i].0.clone(), Geometry::square(2, 2, 0)),
+            })
+            .collect()
+    }
+
+    fn run_stage(&self, index: usize, inputs: &[Tensor]) -> Result<Tensor> {
+        self.run_trunk_stage(index, &inputs[0], false)
+    }
+
+    fn run_stage_padded(
+        &self,
+        index: usize,
+        _stage: &gaze_occlusion::incremental::Stage,
+        inputs: &[Tensor],
+    ) -> Result<Tensor> {
+        self.run_trunk_stage(index, &inputs[0], true)
+    }
+
+    fn head(&self, features: &Tensor) -> Result<Tensor> {
+        let last = self.trunk().last().map(|(i, _)| i + 1).unwrap_or(0);
+        self.run(last, features.clone(), &mut Taps::none())
+    }
+}
+
+impl Vgg16 {
+    /// The trunk's convolutions and pools with their index in `stages` (ReLUs are folded into the
+    /// convolution before them).
+    fn trunk(&self) -> impl Iterator<Item = (usize, &Stage)> {
+        self.stages
+            .iter()
+            .enumerate()
+            .take_while(|(_, (_, s))| matches!(s, Stage::Conv(_) | Stage::Relu | Stage::MaxPool))
+            .filter(|(_, (_, s))| !matches!(s, Stage::Relu))
+            .map(|(i, (_, s))| (i, s))
+    }
+
+    /// Trunk stage `index` (a convolution and its ReLU, or a pool), with or without its padding.
+    fn run_trunk_stage(&self, index: usize, x: &Tensor, padded: bool) -> Result<Tensor> {
+        let (_, stage) = self.trunk().nth(index).ok_or_else(|| Error::InvalidOption {
+            option: "VGG16 incremental stage".into(),
+            value: index.to_string(),
+            expected: format!("a stage index below {}", self.trunk().count()),
+        })?;
+        match stage {
+            Stage::Conv(conv) => {
+                let y = if padded { conv.forward(x)? } else { conv.forward_unpadded(x)? };
+                ops::relu(&y, ops::ReluMode::Normal)
+            }
+            _ => ops::max_pool2d(x, Pool2dConfig::new(2, 2)),
+        }
+    }
+}

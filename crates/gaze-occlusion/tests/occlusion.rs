@@ -71,9 +71,12 @@ fn a_batch_gives_the_maps_of_its_images_one_by_one() {
     let lists = [vec![0, 4], vec![2, 2], vec![3, 1]];
     for (i, list) in lists.iter().enumerate() {
         let one = occ.explain(&model, &x.narrow(0, i, 1).unwrap(), &Target::classes(list.clone())).unwrap();
-        assert_eq!(values(&all.values.get(i).unwrap()), values(&one.values.get(0).unwrap()));
+        // Equal up to float rounding: the engine's kernels may sum in another order for other batch
+        // sizes.
+        assert!(rel_err(&values(&all.values.get(i).unwrap()), &values(&one.values.get(0).unwrap())) < 1e-5);
         let one_inc = inc.explain(&model, &x.narrow(0, i, 1).unwrap(), &Target::classes(list.clone())).unwrap();
-        assert_eq!(values(&all_inc.values.get(i).unwrap()), values(&one_inc.values.get(0).unwrap()));
+        assert!(rel_err(&values(&all_inc.values.get(i).unwrap()), &values(&one_inc.values.get(0).unwrap())) < 1e-5);
+        assert_eq!(all.targets[i], one.targets[0]);
     }
     // The batch size changes nothing but the grouping of forward passes.
     let single =

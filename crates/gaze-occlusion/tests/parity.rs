@@ -1,0 +1,69 @@
+//! Parity with Captum's `Occlusion` on the width-reduced VGG16 and ResNet-50 fixtures written by
+//! `cargo xtask golden` (see `fixtures/README.md`): a 3×8×8 window, stride 3×4×4, baseline 0;
+//! VGG16 also through the incremental re-computation.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use candle_core::{DType, Device, Tensor};
+use gaze_core::numeric::rel_max_abs_err;
+use gaze_core::{Explainer, Target};
+use gaze_engine::TapModel;
+use gaze_models::{Checkpoint, ModelKind, Vgg16};
+use gaze_occlusion::incremental::full_forward;
+use gaze_occlusion::{Fill, Occlusion, OcclusionConfig};
+
+fn fixtures() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures")
+}
+
+fn tensors(name: &str) -> HashMap<String, Tensor> {
+    candle_core::safetensors::load(fixtures().join(name), &Device::Cpu).unwrap()
+}
+
+fn targets(fx: &HashMap<String, Tensor>) -> Target {
+    let t = fx["targets"].to_vec1::<i64>().unwrap();
+    Target::per_image(t.into_iter().map(|c| c as usize))
+}
+
+fn captum_config() -> OcclusionConfig {
+    OcclusionConfig::captum((8, 8), (4, 4)).with_fill(Fill::Constant(0.0)).with_batch(64)
+}
+
+fn rel(got: &Tensor, want: &Tensor) -> f32 {
+    rel_max_abs_err(&got.squeeze(1).unwrap().to_dtype(DType::F32).unwrap(), want).unwrap()
+}
+
+#[test]
+fn occlusion_matches_captum_on_vgg16_full_and_incremental() {
+    let fx = tensors("peers/grad.vgg16.safetensors");
+    let ckpt = Checkpoint::open(&fixtures().join("models/vgg16.safetensors"), &Device::Cpu).unwrap();
+    let model = Vgg16::from_checkpoint(&ckpt, &Device::Cpu).unwrap();
+    let (x, target) = (&fx["input"], targets(&fx));
+    let want = &fx["occlusion.attr"];
+    // The description runs the same network as the model.
+    let err = rel_max_abs_err(&full_forward(&model, x).unwrap(), &model.forward(x).unwrap()).unwrap();
+    assert!(err < 1e-5, "description against forward: {err}");
+    let occ = Occlusion::new(captum_config());
+    let full = occ.explain(&model, x, &target).unwrap();
+    assert!(rel(&full.values, want) < 1e-4, "full: {}", rel(&full.values, want));
+    let (inc, report) = occ.explain_incremental(&model, x, &target).unwrap();
+    assert!(rel(&inc.values, want) < 1e-4, "incremental: {}", rel(&inc.values, want));
+    // The fixture's inputs are 40×40: 9 × 9 windows per image.
+    let (n, _, h, w) = x.dims4().unwrap();
+    assert_eq!(report.samples, n * ((h - 8) / 4 + 1) * ((w - 8) / 4 + 1));
+    assert_eq!(report.stages.len(), 18);
+    // An 8×8 window grows to 10×10 through the first convolution.
+    assert_eq!(report.stages[0].share, 100.0 / (h * w) as f64, "{:?}", report.stages[0]);
+}
+
+#[test]
+fn occlusion_matches_captum_on_resnet50() {
+    let fx = tensors("peers/grad.resnet50.safetensors");
+    let model =
+        gaze_models::load(ModelKind::ResNet50, Some(&fixtures().join("models/resnet50.safetensors")), &Device::Cpu)
+            .unwrap();
+    let got = Occlusion::new(captum_config()).explain(&*model, &fx["input"], &targets(&fx)).unwrap();
+    let err = rel(&got.values, &fx["occlusion.attr"]);
+    assert!(err < 1e-4, "{err}");
+}
