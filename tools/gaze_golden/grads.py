@@ -21,9 +21,11 @@ from .store import Fixture
 GIVEN = [3, 7]
 GRAD_MODELS = {"vgg16": "features.29", "resnet50": "layer4"}
 IG_STEPS = 8
-NT_SAMPLES = 3
+# The gradient fixtures run on smaller crops than the models' .io input (the same two boxes), to keep them small.
+GRAD_SIZE = 40
+NT_SAMPLES = 2
 NT_STDEV = 0.2
-GS_SAMPLES = 3
+GS_SAMPLES = 2
 GS_STDEV = 0.1
 GS_SEED = 7
 OCC_WINDOW = (3, 8, 8)
@@ -109,7 +111,7 @@ def build(root: Path) -> list[Fixture]:
         model = M.load_model(root, name)
         for p in model.parameters():
             p.requires_grad_(False)
-        x = M.load_io(root, name)["input"]
+        x = M.model_inputs(root, name, GRAD_SIZE)
         n = x.shape[0]
         t = torch.tensor(GIVEN, dtype=torch.int64)
         fx = Fixture(
@@ -117,6 +119,7 @@ def build(root: Path) -> list[Fixture]:
             {
                 "model": M.model_config(name),
                 "targets": GIVEN,
+                "input": f"the two crops of models/{name}.io.safetensors, resized to {GRAD_SIZE}x{GRAD_SIZE}",
                 "guided_gradcam_layer": deep,
                 "integrated_gradients": {"n_steps": IG_STEPS, "baselines": 0.0},
                 "noise_tunnel": {"nt_samples": NT_SAMPLES, "stdevs": NT_STDEV, "abs": False},
@@ -124,7 +127,7 @@ def build(root: Path) -> list[Fixture]:
                 "occlusion": {"sliding_window_shapes": OCC_WINDOW, "strides": OCC_STRIDE, "baselines": 0.0},
             },
         )
-        fx.add("input", x, f"model input (the same as models/{name}.io.safetensors)")
+        fx.add("input", x, f"model input: the two crops of models/{name}.io.safetensors at {GRAD_SIZE}x{GRAD_SIZE}")
         fx.add("targets", t, "the class explained for each image")
 
         fx.add("saliency.attr", Saliency(model).attribute(x.clone(), target=t, abs=False),

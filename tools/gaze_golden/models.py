@@ -25,7 +25,7 @@ from PIL import Image
 from .store import Fixture
 
 NUM_CLASSES = 12
-DIV = 8
+DIV = 16
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -171,7 +171,7 @@ MODELS = {
         input_size=64,
         preprocessing="imagenet",
         layout="torchvision vgg16",
-        config=dict(cfg=[v if v == "M" else v // DIV for v in VGG_CFG], classifier_hidden=4096 // 64),
+        config=dict(cfg=[v if v == "M" else v // DIV for v in VGG_CFG], classifier_hidden=4096 // 256),
         cam_layers=["features.22", "features.29"],
         acts=["features.9", "features.16", "features.22", "features.29", "features.30", "avgpool", "classifier.1"],
     ),
@@ -252,18 +252,23 @@ def crop_input(img: Image.Image, box: tuple[int, int, int, int], size: int, flip
     return normalise(np.asarray(crop), preprocessing)
 
 
-def model_inputs(root: Path, name: str) -> torch.Tensor:
-    """The batch of two images every fixture of this model uses: two different crops of chelsea.png."""
+def model_inputs(root: Path, name: str, size: int | None = None) -> torch.Tensor:
+    """The batch of two images the fixtures of this model use: two different crops of chelsea.png.
+
+    `size` defaults to the model's input size; the gradient fixtures use smaller crops of the same boxes.
+    """
     spec = MODELS[name]
     img = chelsea(root)
     boxes = [((75, 0, 375, 300), False), ((0, 40, 260, 300), True)]
-    xs = [crop_input(img, b, spec["input_size"], f, spec["preprocessing"]) for b, f in boxes]
+    side = spec["input_size"] if size is None else size
+    xs = [crop_input(img, b, side, f, spec["preprocessing"]) for b, f in boxes]
     return torch.from_numpy(np.stack(xs))
 
 
-def random_crops(root: Path, name: str, count: int, seed: int) -> torch.Tensor:
+def random_crops(root: Path, name: str, count: int, seed: int, size: int | None = None) -> torch.Tensor:
     """`count` random square crops of chelsea.png (random side, position and flip), as model inputs."""
     spec = MODELS[name]
+    side_out = spec["input_size"] if size is None else size
     img = chelsea(root)
     rng = np.random.default_rng(seed)
     xs = []
@@ -272,7 +277,7 @@ def random_crops(root: Path, name: str, count: int, seed: int) -> torch.Tensor:
         left = int(rng.integers(0, img.width - side + 1))
         top = int(rng.integers(0, img.height - side + 1))
         flip = bool(rng.integers(0, 2))
-        xs.append(crop_input(img, (left, top, left + side, top + side), spec["input_size"], flip, spec["preprocessing"]))
+        xs.append(crop_input(img, (left, top, left + side, top + side), side_out, flip, spec["preprocessing"]))
     return torch.from_numpy(np.stack(xs))
 
 

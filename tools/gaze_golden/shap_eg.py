@@ -26,6 +26,8 @@ RANKED = 2
 RSEED = 11
 BACKGROUND = 8
 BACKGROUND_SEED = 301
+# Smaller crops than the model's .io input (the same two boxes), to keep the file small.
+SHAP_SIZE = 40
 # Explained space -> the module whose input shap explains (None: the model input).
 SPACES = {"input": None, "features.9": "features.10", "features.22": "features.23"}
 
@@ -68,8 +70,8 @@ def build(root: Path) -> list[Fixture]:
     import shap
 
     model = M.load_model(root, MODEL)
-    x = M.load_io(root, MODEL)["input"]
-    bg = M.random_crops(root, MODEL, BACKGROUND, BACKGROUND_SEED)
+    x = M.model_inputs(root, MODEL, SHAP_SIZE)
+    bg = M.random_crops(root, MODEL, BACKGROUND, BACKGROUND_SEED, SHAP_SIZE)
     with torch.no_grad():
         logits = model(x)
     fx = Fixture(
@@ -80,11 +82,12 @@ def build(root: Path) -> list[Fixture]:
             "shap_values": f"explainer.shap_values(input, nsamples={NSAMPLES}, ranked_outputs={RANKED}, "
             f"output_rank_order='max', rseed={RSEED})",
             "spaces": SPACES,
+            "input_size": SHAP_SIZE,
         },
     )
-    fx.add("input", x, "the explained images (the same as models/vgg16.io.safetensors)")
+    fx.add("input", x, f"the explained images: the two crops of models/vgg16.io.safetensors at {SHAP_SIZE}x{SHAP_SIZE}")
     fx.add("logits", logits, "`model(input)`, which shap ranks")
-    fx.add("background", bg, f"the {BACKGROUND} background images: random crops of chelsea.png, imagenet preprocessing")
+    fx.add("background", bg, f"the {BACKGROUND} background images: random crops of chelsea.png at {SHAP_SIZE}x{SHAP_SIZE}, imagenet preprocessing")
     plan = None
     ranks = None
     for space, module_path in SPACES.items():

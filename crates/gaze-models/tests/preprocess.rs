@@ -1,6 +1,8 @@
 //! Our preprocessing of `fixtures/images/chelsea.png` against torchvision's and Keras's tensors of
-//! the same file (`fixtures/preprocess.safetensors`): every value within 1/255 of the pixel range,
-//! and in fact equal, since the resampling follows Pillow bit for bit.
+//! the same file: every value within 1/255 of the pixel range, and in fact equal, since the
+//! resampling follows Pillow bit for bit.
+//! `fixtures/preprocess.safetensors` stores the peers' resampled 8-bit pixels; their float32 model
+//! inputs are the per-value formulas in [`reference`], which the generator checked bit for bit.
 
 mod common;
 
@@ -18,8 +20,30 @@ fn pixel_levels(ours: &Tensor, reference: &Tensor, unit_per_level: &[f32; 3]) ->
     per_channel.iter().zip(unit_per_level).map(|(d, u)| d / u).fold(0.0, f32::max)
 }
 
+/// The peer's float32 model input `[1, 3, H, W]` for `key`, from its stored pixels `<key>.pixels`.
+fn reference(key: &str) -> Tensor {
+    let pixels = &tensors(&fixture("preprocess.safetensors"), DType::F32)[&format!("{key}.pixels")];
+    let dims = pixels.dims().to_vec();
+    let plane = dims[2] * dims[3];
+    let p = pixels.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let value = |c: usize, i: usize| -> f32 {
+        match key {
+            "torchvision.imagenet" => {
+                let (mean, std) = ([0.485f32, 0.456, 0.406], [0.229f32, 0.224, 0.225]);
+                (p[c * plane + i] / 255.0 - mean[c]) / std[c]
+            }
+            // Keras' caffe mode: BGR channels minus the BGR means.
+            "keras.caffe" => p[(2 - c) * plane + i] - [103.939f32, 116.779, 123.68][c],
+            "keras.tf" => p[c * plane + i] / 127.5 - 1.0,
+            other => panic!("no preprocessing fixture {other}"),
+        }
+    };
+    let v: Vec<f32> = (0..3).flat_map(|c| (0..plane).map(move |i| (c, i))).map(|(c, i)| value(c, i)).collect();
+    Tensor::from_vec(v, dims, &Device::Cpu).unwrap()
+}
+
 fn check(pre: Preprocess, key: &str, unit_per_level: [f32; 3]) {
-    let reference = &tensors(&fixture("preprocess.safetensors"), DType::F32)[key];
+    let reference = &reference(key);
     let image = load_image(&fixture("images/chelsea.png")).unwrap();
     let ours = pre.apply(&image, &Device::Cpu).unwrap();
     let levels = pixel_levels(&ours, reference, &unit_per_level);
