@@ -261,3 +261,22 @@ fn bad_options_name_the_value_and_what_is_valid() {
     assert!(Space::from_options(None, true).is_err());
     assert_eq!(RankOrder::parse("max_abs").unwrap(), RankOrder::MaxAbs);
 }
+
+#[test]
+fn no_more_than_batch_samples_run_at_once() {
+    let net = Net::new(17, Act::Relu, DType::F32);
+    let x = net.input(2, 18);
+    let background = net.input(3, 19);
+    for space in [Space::Input, Space::Layer("pool1".into()), Space::LayerSpace("pool1".into())] {
+        for batch in [1, 2, 5] {
+            net.largest_batch.set(0);
+            ExpectedGradients::new(background.clone())
+                .with_space(space.clone())
+                .with_samples(9)
+                .with_batch(batch)
+                .explain(&net, &x, &Target::top(2))
+                .unwrap();
+            assert_eq!(net.largest_batch.get(), batch, "{space:?}");
+        }
+    }
+}

@@ -118,3 +118,14 @@ fn bad_options_are_errors_naming_the_value() {
     let err = IntegratedGradients::default().explain(&net, &x, &Target::classes([9]));
     assert!(err.unwrap_err().to_string().contains("class index 9"));
 }
+
+#[test]
+fn no_more_than_batch_path_points_run_at_once() {
+    let net = Net::new(9, Act::Relu, DType::F32);
+    let x = net.input(3, 10);
+    for batch in [1, 4, 7] {
+        net.largest_batch.set(0);
+        IntegratedGradients::default().with_steps(20).with_batch(batch).explain(&net, &x, &Target::top(2)).unwrap();
+        assert_eq!(net.largest_batch.get(), batch);
+    }
+}

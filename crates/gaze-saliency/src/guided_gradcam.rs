@@ -6,9 +6,9 @@ use candle_core::Tensor;
 use gaze_cam::{Cam, CamConfig, CamMethod};
 use gaze_core::{Attribution, AttributionMeta, Error, Explainer, Resolution, Result, Target};
 use gaze_engine::ops::upsample_bilinear2d;
-use gaze_engine::TapModel;
+use gaze_engine::{map_chunks, TapModel};
 
-use crate::{batch_size, resolve_targets, Gradient};
+use crate::{batch_size, chunk_target, resolve_targets, Gradient};
 
 /// The command-line name of guided Grad-CAM.
 pub const GUIDED_GRADCAM: &str = "guided-gradcam";
@@ -115,7 +115,7 @@ impl<M: TapModel + ?Sized> Explainer<M> for GuidedGradCam {
     }
 
     /// Two forward passes and `2T` backward passes per chunk of `batch` images: one with guided
-    /// ReLUs to the input, one with plain ReLUs to the layer.
+    /// ReLUs to the input, one with plain ReLUs down to the layer.
     fn explain(&self, model: &M, input: &Tensor, target: &Target) -> Result<Attribution> {
         batch_size(input)?;
         let (_, _, h, w) = input.dims4().map_err(|_| Error::Shape {
@@ -123,26 +123,33 @@ impl<M: TapModel + ?Sized> Explainer<M> for GuidedGradCam {
             expected: "[N, C, H, W]".into(),
             got: input.dims().to_vec(),
         })?;
-        let guided = Gradient::guided_backprop().with_batch(self.batch).explain(model, input, target)?;
-        let fixed = Target::per_image_lists(guided.targets.clone()).with_score(target.score.clone());
-        let cam =
-            Cam::new(CamConfig::new(CamMethod::GradCam, [self.layer.clone()]).with_relu(true).with_batch(self.batch))?
-                .explain(model, input, &fixed)?;
-        if cam.values.rank() != 4 {
-            return Err(Error::Shape {
-                what: format!("Grad-CAM map of layer `{}`", self.layer),
-                expected: "[N, T, h, w]: a layer with spatial dimensions".into(),
-                got: cam.values.dims().to_vec(),
-            });
-        }
-        let gate = self.interpolation.resize(&cam.values.to_dtype(guided.values.dtype())?, (h, w))?;
-        let values = guided.values.broadcast_mul(&gate.unsqueeze(2)?)?;
+        let cam = Cam::new(CamConfig::new(CamMethod::GradCam, [self.layer.clone()]).with_relu(true))?;
+        let guided = Gradient::guided_backprop().with_batch(self.batch);
+        let mut targets = Vec::new();
+        let mut scores = Vec::new();
+        let values = map_chunks(input.dim(0)?, self.batch, |c| {
+            let x = c.of(input)?;
+            let gb = guided.explain(model, &x, &chunk_target(target, c)?)?;
+            let fixed = Target::per_image_lists(gb.targets.clone()).with_score(target.score.clone());
+            let map = cam.explain(model, &x, &fixed)?.values;
+            if map.rank() != 4 {
+                return Err(Error::Shape {
+                    what: format!("Grad-CAM map of layer `{}`", self.layer),
+                    expected: "[N, T, h, w]: a layer with spatial dimensions".into(),
+                    got: map.dims().to_vec(),
+                });
+            }
+            let gate = self.interpolation.resize(&map.to_dtype(gb.values.dtype())?, (h, w))?;
+            targets.extend(gb.targets);
+            scores.extend(gb.scores);
+            Ok(gb.values.broadcast_mul(&gate.unsqueeze(2)?)?)
+        })?;
         let meta = AttributionMeta::new(GUIDED_GRADCAM, Resolution::Input)
             .with_layers([self.layer.clone()])
             .with_score(target.score.name())
             .with_option("interpolation", self.interpolation)
             .with_option("batch", self.batch);
-        Ok(Attribution { values, targets: guided.targets, scores: guided.scores, meta })
+        Ok(Attribution { values, targets, scores: Some(Tensor::cat(&scores, 0)?), meta })
     }
 
     fn resolve_targets(&self, model: &M, input: &Tensor, target: &Target) -> Result<Vec<Vec<usize>>> {

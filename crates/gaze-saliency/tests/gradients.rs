@@ -208,3 +208,16 @@ fn guided_gradcam_is_guided_backprop_times_the_upsampled_relu_gradcam() {
     let err = GuidedGradCam::new("fc").explain(&net, &x, &target).unwrap_err().to_string();
     assert!(err.contains("fc"), "{err}");
 }
+
+#[test]
+fn no_more_than_batch_images_run_at_once() {
+    use gaze_saliency::GuidedGradCam;
+    let net = Net::new(23, Act::Relu, DType::F32);
+    let x = net.input(5, 24);
+    for batch in [1, 2, 3] {
+        net.largest_batch.set(0);
+        Gradient::saliency().with_batch(batch).explain(&net, &x, &Target::top(2)).unwrap();
+        GuidedGradCam::new("relu2").with_batch(batch).explain(&net, &x, &Target::top(2)).unwrap();
+        assert_eq!(net.largest_batch.get(), batch);
+    }
+}

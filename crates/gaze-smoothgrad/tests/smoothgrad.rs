@@ -209,3 +209,18 @@ fn bad_options_name_the_value_and_what_is_valid() {
     let err = Aggregate::parse("median").unwrap_err().to_string();
     assert!(err.contains("median") && err.contains("square"), "{err}");
 }
+
+#[test]
+fn no_more_than_batch_copies_run_at_once() {
+    let net = Net::new(15, Act::Relu, DType::F32);
+    let x = net.input(3, 16);
+    for batch in [1, 4, 5] {
+        net.largest_batch.set(0);
+        SmoothGrad::new(Gradient::saliency().with_batch(100))
+            .with_samples(7)
+            .with_batch(batch)
+            .explain(&net, &x, &Target::top(2))
+            .unwrap();
+        assert_eq!(net.largest_batch.get(), batch.max(3), "the clean images' ranking runs all 3 at once");
+    }
+}

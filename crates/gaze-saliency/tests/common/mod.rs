@@ -31,6 +31,8 @@ pub struct Net {
     pub head_runs: Cell<usize>,
     /// Tail-only passes (`forward_from`), counted per call.
     pub tail_runs: Cell<usize>,
+    /// The largest batch either pass was given.
+    pub largest_batch: Cell<usize>,
 }
 
 pub const LAYERS: [&str; 7] = ["conv1", "relu1", "pool1", "conv2", "relu2", "pool2", "fc"];
@@ -54,7 +56,16 @@ impl Net {
         let conv1 = layer(&[4, 3, 3, 3], 27);
         let conv2 = layer(&[6, 4, 3, 3], 36);
         let fc = layer(&[CLASSES, 24], 24);
-        Net { conv1, conv2, fc, act, device, head_runs: Cell::new(0), tail_runs: Cell::new(0) }
+        Net {
+            conv1,
+            conv2,
+            fc,
+            act,
+            device,
+            head_runs: Cell::new(0),
+            tail_runs: Cell::new(0),
+            largest_batch: Cell::new(0),
+        }
     }
 
     pub fn input(&self, n: usize, seed: u64) -> Tensor {
@@ -91,6 +102,7 @@ impl Net {
 impl TapModel for Net {
     fn forward_taps(&self, x: &Tensor, taps: &mut Taps) -> Result<Tensor> {
         self.head_runs.set(self.head_runs.get() + 1);
+        self.largest_batch.set(self.largest_batch.get().max(x.dim(0)?));
         self.run(None, x.clone(), taps)
     }
 
@@ -116,6 +128,7 @@ impl TapModel for Net {
 
     fn forward_from(&self, layer: &str, activation: &Tensor, taps: &mut Taps) -> Result<Tensor> {
         self.tail_runs.set(self.tail_runs.get() + 1);
+        self.largest_batch.set(self.largest_batch.get().max(activation.dim(0)?));
         let i = LAYERS
             .iter()
             .position(|l| *l == layer)
