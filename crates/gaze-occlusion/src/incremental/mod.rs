@@ -198,13 +198,26 @@ pub(crate) fn checked_stages<M: Incremental + ?Sized>(model: &M) -> Result<Vec<S
 
 /// Runs `model`'s description on whole images `[N, C, H, W]`: every stage with its padding, then
 /// the head. Its logits must equal the model's own forward pass.
+/// Each node is dropped once the last stage reading it has run.
 pub fn full_forward<M: Incremental + ?Sized>(model: &M, input: &Tensor) -> Result<Tensor> {
     let stages = checked_stages(model)?;
-    let mut nodes = vec![input.clone()];
+    let mut last_use = vec![0; stages.len() + 1];
     for (i, stage) in stages.iter().enumerate() {
-        let inputs: Vec<Tensor> = stage.inputs.iter().map(|&n| nodes[n].clone()).collect();
-        nodes.push(model.run_stage_padded(i, stage, &inputs)?);
+        for &n in &stage.inputs {
+            last_use[n] = i;
+        }
     }
-    let last = nodes.pop().expect("at least one stage");
+    let mut nodes: Vec<Option<Tensor>> = vec![Some(input.clone())];
+    for (i, stage) in stages.iter().enumerate() {
+        let inputs: Vec<Tensor> = stage.inputs.iter().filter_map(|&n| nodes[n].clone()).collect();
+        let out = model.run_stage_padded(i, stage, &inputs)?;
+        for &n in &stage.inputs {
+            if last_use[n] == i {
+                nodes[n] = None;
+            }
+        }
+        nodes.push(Some(out));
+    }
+    let last = nodes.pop().flatten().expect("the last stage's output is kept");
     model.head(&last)
 }
