@@ -348,7 +348,7 @@ impl ExpectedGradients {
             let bg_index: Vec<u32> = rows.clone().map(|r| plan.indices[r / samples][r % samples] as u32).collect();
             let bg_index = Tensor::from_vec(bg_index, chunk.len, device)?;
             let mut column_shape = vec![chunk.len];
-            column_shape.extend(std::iter::repeat(1).take(space_dims.len()));
+            column_shape.extend(std::iter::repeat_n(1, space_dims.len()));
             // shap computes t·x + (1 − t)·x', both factors rounded from f64 to the input's dtype.
             let column = |f: &dyn Fn(f64) -> f64| -> Result<Tensor> {
                 let v: Vec<f64> = rows.clone().map(|r| f(plan.alphas[r / samples][r % samples])).collect();

@@ -8,6 +8,8 @@ use candle_core::{DType, Device, Tensor};
 use gaze_core::Target;
 use gaze_models::{Classifier, ModelKind};
 
+const MODELS: [ModelKind; 2] = [ModelKind::Vgg16, ModelKind::ResNet50];
+
 fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures")
 }
@@ -48,11 +50,9 @@ fn plan(index: &Tensor, alpha: &Tensor, noise: Option<&Tensor>) -> SamplePlan {
     }
 }
 
-/// VGG16 only: the ResNet-50 fixture differs by 4e-3 relative, as its noise-tunnel fixture does
-/// (activations within a few 1e-6 of a ReLU kink on the noisy copies).
 #[test]
 fn input_space_matches_captums_gradient_shap_with_the_same_draws() {
-    for kind in [ModelKind::Vgg16] {
+    for kind in MODELS {
         let fx = tensors(&format!("peers/grad.{}.safetensors", kind.name()));
         let net = model(kind);
         let (x, target) = (&fx["input"], targets(&fx));

@@ -9,9 +9,10 @@ use gaze_core::{Error, Result};
 pub const DEFAULT_BLUR_SIGMA: f64 = 5.0;
 
 /// The start of the integration path.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub enum Baseline {
     /// All zeros in the model's input space (Captum's default).
+    #[default]
     Zero,
     /// A given tensor: `[N, C, H, W]` (one per image), or `[1, C, H, W]` or `[C, H, W]` (the same for
     /// every image).
@@ -20,12 +21,6 @@ pub enum Baseline {
     /// only, as `scipy.ndimage.gaussian_filter(x, (0, sigma, sigma))` computes it (mirror-reflected
     /// borders, the kernel cut at four standard deviations).
     Blur { sigma: f64 },
-}
-
-impl Default for Baseline {
-    fn default() -> Self {
-        Baseline::Zero
-    }
 }
 
 impl Baseline {

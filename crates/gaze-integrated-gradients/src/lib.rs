@@ -124,7 +124,7 @@ impl IntegratedGradients {
         let column = |values: Vec<f64>, dt: DType| -> Result<Tensor> {
             let len = values.len();
             let mut shape = vec![len];
-            shape.extend(std::iter::repeat(1).take(rest.len()));
+            shape.extend(std::iter::repeat_n(1, rest.len()));
             Ok(Tensor::from_vec(values, len, device)?.to_dtype(dt)?.reshape(shape)?)
         };
         for chunk in chunks(self.steps * n, self.batch)? {

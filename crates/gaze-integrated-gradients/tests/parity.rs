@@ -8,6 +8,8 @@ use candle_core::{DType, Device, Tensor};
 use gaze_core::Target;
 use gaze_models::{Classifier, ModelKind};
 
+const MODELS: [ModelKind; 2] = [ModelKind::Vgg16, ModelKind::ResNet50];
+
 fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures")
 }
@@ -34,18 +36,20 @@ fn rel(a: &Tensor, b: &Tensor) -> f32 {
 
 use gaze_integrated_gradients::{IntegratedGradients, Quadrature};
 
-/// VGG16 only: on the ResNet-50 fixture the path points put activations within a few 1e-6 of ReLU
-/// kinks, where the order of float32 sums decides the side, and the maps move by 1e-3 to 1e-2
-/// relative with any change of rounding (a change in how batch norm is computed moved
-/// Gauss–Legendre from within 1e-4 to 6e-3); the gradient maps at the clean images are compared on
-/// both models in `gaze-saliency`.
 #[test]
 fn integrated_gradients_match_captum_for_each_quadrature() {
-    for kind in [ModelKind::Vgg16] {
+    for kind in MODELS {
         let fx = tensors(&format!("peers/grad.{}.safetensors", kind.name()));
         let net = model(kind);
         let (x, target) = (&fx["input"], targets(&fx));
-        for q in [Quadrature::GaussLegendre, Quadrature::RiemannTrapezoid] {
+        // ResNet-50 with Gauss–Legendre is left out: its path points put activations within a few
+        // 1e-6 of ReLU kinks, where the order of float32 sums decides the side, and the map moved
+        // between 6e-3 and under 1e-4 of Captum's with changes to the engine's summation order alone.
+        let rules: &[Quadrature] = match kind {
+            ModelKind::Vgg16 => &[Quadrature::GaussLegendre, Quadrature::RiemannTrapezoid],
+            _ => &[Quadrature::RiemannTrapezoid],
+        };
+        for &q in rules {
             let key = format!("integrated-gradients.{}", q.name());
             let (step_sizes, alphas) = q.rule(8).unwrap();
             let want_alphas = fx[&format!("{key}.alphas")].to_vec1::<f64>().unwrap();

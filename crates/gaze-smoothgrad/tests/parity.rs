@@ -8,6 +8,8 @@ use candle_core::{DType, Device, Tensor};
 use gaze_core::Target;
 use gaze_models::{Classifier, ModelKind};
 
+const MODELS: [ModelKind; 2] = [ModelKind::Vgg16, ModelKind::ResNet50];
+
 fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures")
 }
@@ -36,11 +38,9 @@ use gaze_core::Explainer;
 use gaze_saliency::Gradient;
 use gaze_smoothgrad::{Aggregate, Noise, SmoothGrad};
 
-/// VGG16 only: on the ResNet-50 fixture one noisy copy of image 0 puts an activation of `layer4.0`
-/// within 4e-6 of its ReLU's kink, where the order of float32 sums decides which side it falls on.
 #[test]
 fn the_noise_tunnel_matches_captum_with_the_same_draws() {
-    for kind in [ModelKind::Vgg16] {
+    for kind in MODELS {
         let fx = tensors(&format!("peers/grad.{}.safetensors", kind.name()));
         let net = model(kind);
         let (x, target) = (&fx["input"], targets(&fx));
