@@ -58,7 +58,10 @@ pub enum Error {
     Image { path: PathBuf, reason: String },
 
     /// A file-system error, with the path it concerns.
-    #[error("{path}: {source}")]
+    ///
+    /// The I/O error is the [`source`](std::error::Error::source), not part of the message, so that
+    /// a report of the chain (anyhow's `{:#}`) names it once.
+    #[error("cannot access {path}")]
     Io {
         path: PathBuf,
         source: std::io::Error,

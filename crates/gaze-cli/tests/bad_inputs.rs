@@ -1,0 +1,258 @@
+//! Every bad input `gaze` can be handed, through the command line: each must fail with exit code 2
+//! and a message that names the bad value, never a panic; and the PNG variants that are merely
+//! unusual (grayscale, RGBA, 16-bit) must be converted, not rejected.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use candle_core::{DType, Device, Tensor};
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn gaze(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_gaze")).args(args).current_dir(repo()).output().expect("gaze runs")
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("gaze-bad-inputs-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A PNG whose header claims 100000×100000 RGB pixels, with almost no data behind it.
+fn huge_png() -> Vec<u8> {
+    fn chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
+        out.extend((data.len() as u32).to_be_bytes());
+        let start = out.len();
+        out.extend(kind);
+        out.extend(data);
+        let crc = crc32(&out[start..]);
+        out.extend(crc.to_be_bytes());
+    }
+    fn crc32(bytes: &[u8]) -> u32 {
+        let mut crc = 0xffff_ffffu32;
+        for &b in bytes {
+            crc ^= b as u32;
+            for _ in 0..8 {
+                crc = if crc & 1 == 1 { (crc >> 1) ^ 0xedb8_8320 } else { crc >> 1 };
+            }
+        }
+        !crc
+    }
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    let mut ihdr = Vec::new();
+    ihdr.extend(100_000u32.to_be_bytes());
+    ihdr.extend(100_000u32.to_be_bytes());
+    ihdr.extend([8, 2, 0, 0, 0]);
+    chunk(&mut png, b"IHDR", &ihdr);
+    // A stored (uncompressed) zlib stream of a few zero bytes.
+    chunk(&mut png, b"IDAT", &[0x78, 0x01, 0x01, 0x04, 0x00, 0xfb, 0xff, 0, 0, 0, 0, 0x00, 0x00, 0x00, 0x01]);
+    chunk(&mut png, b"IEND", &[]);
+    png
+}
+
+fn xception_weights() -> HashMap<String, Tensor> {
+    candle_core::safetensors::load(repo().join("fixtures/models/xception.safetensors"), &Device::Cpu).unwrap()
+}
+
+fn save(tensors: &HashMap<String, Tensor>, path: &Path) {
+    candle_core::safetensors::save(tensors, path).unwrap();
+}
+
+/// Writes the bad files of the table into `dir`.
+fn make_files(dir: &Path) {
+    std::fs::write(dir.join("not-an-image.png"), b"hello, this is text").unwrap();
+    let chelsea = std::fs::read(repo().join("fixtures/images/chelsea.png")).unwrap();
+    std::fs::write(dir.join("truncated.png"), &chelsea[..300]).unwrap();
+    std::fs::write(dir.join("huge.png"), huge_png()).unwrap();
+
+    let weights = std::fs::read(repo().join("fixtures/models/xception.safetensors")).unwrap();
+    std::fs::write(dir.join("truncated.safetensors"), &weights[..5000]).unwrap();
+    let mut corrupt = 16u64.to_le_bytes().to_vec();
+    corrupt.extend(b"{not json at all");
+    std::fs::write(dir.join("corrupt-header.safetensors"), corrupt).unwrap();
+
+    let mut missing = xception_weights();
+    missing.remove("conv1.weight");
+    save(&missing, &dir.join("missing.safetensors"));
+    let mut dtype = xception_weights();
+    let w = dtype["conv1.weight"].to_dtype(DType::I64).unwrap();
+    dtype.insert("conv1.weight".into(), w);
+    save(&dtype, &dir.join("dtype.safetensors"));
+    let mut shape = xception_weights();
+    let w = shape["conv1.weight"].flatten_all().unwrap();
+    let n = w.dims()[0];
+    shape.insert("conv1.weight".into(), w.reshape((n, 1, 1, 1)).unwrap());
+    save(&shape, &dir.join("shape.safetensors"));
+
+    let mut values = vec![0.5f32; 3 * 64 * 64];
+    values[100] = f32::NAN;
+    let input = Tensor::from_vec(values, (1, 3, 64, 64), &Device::Cpu).unwrap();
+    save(&HashMap::from([("input".to_string(), input)]), &dir.join("nan.safetensors"));
+}
+
+#[test]
+fn every_bad_input_fails_with_exit_code_2_and_names_the_problem() {
+    let dir = scratch("table");
+    make_files(&dir);
+    let p = |name: &str| dir.join(name).to_str().unwrap().to_string();
+    let image = "fixtures/images/chelsea.png".to_string();
+    let xception = |weights: String| -> Vec<String> {
+        ["explain", "--model", "xception", "--weights", &weights, "--method", "gradcam", &image]
+            .map(String::from)
+            .to_vec()
+    };
+    let explain = |rest: &[&str]| -> Vec<String> { ["explain"].iter().chain(rest).map(|s| s.to_string()).collect() };
+    let missing_file = p("no-such-file.png");
+    // (case, arguments, text the message must contain)
+    let table: Vec<(&str, Vec<String>, Vec<String>)> = vec![
+        (
+            "unreadable image",
+            explain(&["--method", "gradcam", &missing_file]),
+            vec![format!("cannot access {missing_file}"), "No such file".into()],
+        ),
+        (
+            "not an image",
+            explain(&["--method", "gradcam", &p("not-an-image.png")]),
+            vec!["not-an-image.png".into(), "cannot decode".into()],
+        ),
+        (
+            "truncated image",
+            explain(&["--method", "gradcam", &p("truncated.png")]),
+            vec!["truncated.png".into(), "cannot decode".into()],
+        ),
+        (
+            "image too large to decode",
+            explain(&["--method", "gradcam", &p("huge.png")]),
+            vec!["huge.png".into(), "exceeds limit".into()],
+        ),
+        (
+            "truncated checkpoint",
+            xception(p("truncated.safetensors")),
+            vec!["truncated.safetensors".into(), "not a readable safetensors file".into()],
+        ),
+        (
+            "checkpoint with a corrupt header",
+            xception(p("corrupt-header.safetensors")),
+            vec!["corrupt-header.safetensors".into(), "invalid JSON in header".into()],
+        ),
+        (
+            "checkpoint missing a tensor",
+            xception(p("missing.safetensors")),
+            vec!["missing tensor `conv1.weight`".into()],
+        ),
+        (
+            "checkpoint tensor of the wrong dtype",
+            xception(p("dtype.safetensors")),
+            vec!["`conv1.weight` has dtype I64".into(), "expected f32".into()],
+        ),
+        (
+            "checkpoint tensor of the wrong shape",
+            xception(p("shape.safetensors")),
+            vec!["`conv1.weight` has shape [54, 1, 1, 1]".into(), "expected".into()],
+        ),
+        (
+            "checkpoint of another architecture",
+            explain(&[
+                "--model",
+                "resnet50",
+                "--weights",
+                "fixtures/models/vgg16.safetensors",
+                "--method",
+                "gradcam",
+                &image,
+            ]),
+            vec!["missing tensor `conv1.weight`".into(), "right architecture".into()],
+        ),
+        (
+            "unknown model",
+            explain(&["--model", "nosuch", "--method", "gradcam", &image]),
+            vec!["`nosuch` for --model".into(), "vgg16, resnet50, xception".into()],
+        ),
+        (
+            "unknown method",
+            explain(&["--method", "nosuch", &image]),
+            vec!["unknown method `nosuch`".into(), "gradcam".into()],
+        ),
+        (
+            "unknown layer",
+            explain(&["--method", "gradcam", "--layer", "nosuch", &image]),
+            vec!["unknown layer `nosuch`".into(), "relu4".into()],
+        ),
+        ("unknown option", explain(&["--method", "gradcam", "--frobnicate", &image]), vec!["'--frobnicate'".into()]),
+        (
+            "malformed option value",
+            explain(&["--method", "gradcam", "--target", "cat", &image]),
+            vec!["cat".into(), "--target".into()],
+        ),
+        (
+            "class index out of range",
+            explain(&["--method", "gradcam", "--target", "99999", &image]),
+            vec!["class index 99999 is out of range".into(), "8 classes".into()],
+        ),
+        (
+            "--top larger than the class count",
+            explain(&["--method", "gradcam", "--top", "99999", &image]),
+            vec!["top-k of 99999".into(), "1..=8".into()],
+        ),
+        (
+            "NaN in the input tensor",
+            explain(&["--method", "gradcam", "--input", &p("nan.safetensors")]),
+            vec!["nan.safetensors".into(), "1 NaN or infinite values".into()],
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (case, args, wants) in &table {
+        let o = Command::new(env!("CARGO_BIN_EXE_gaze"))
+            .args(args)
+            .arg("--out")
+            .arg(dir.join("out"))
+            .current_dir(repo())
+            .output()
+            .expect("gaze runs");
+        let err = String::from_utf8_lossy(&o.stderr);
+        if o.status.code() != Some(2) {
+            failures.push(format!("{case}: exit code {:?}, stderr: {err}", o.status.code()));
+        }
+        if err.contains("panicked") {
+            failures.push(format!("{case}: panicked: {err}"));
+        }
+        for want in wants {
+            if !err.contains(want.as_str()) {
+                failures.push(format!("{case}: message lacks `{want}`: {err}"));
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn grayscale_rgba_and_16_bit_pngs_are_converted_not_rejected() {
+    let dir = scratch("convert");
+    let gray = image::GrayImage::from_fn(40, 30, |x, y| image::Luma([(x * 5 + y * 3) as u8]));
+    let rgba = image::RgbaImage::from_fn(40, 30, |x, y| image::Rgba([(x * 6) as u8, (y * 8) as u8, 90, (x + y) as u8]));
+    let deep: image::ImageBuffer<image::Rgb<u16>, Vec<u16>> =
+        image::ImageBuffer::from_fn(40, 30, |x, y| image::Rgb([(x * 1500) as u16, (y * 2000) as u16, 40_000]));
+    let gray16: image::ImageBuffer<image::Luma<u16>, Vec<u16>> =
+        image::ImageBuffer::from_fn(40, 30, |x, y| image::Luma([(x * 1000 + y * 700) as u16]));
+    gray.save(dir.join("gray.png")).unwrap();
+    rgba.save(dir.join("rgba.png")).unwrap();
+    deep.save(dir.join("rgb16.png")).unwrap();
+    gray16.save(dir.join("gray16.png")).unwrap();
+    for name in ["gray.png", "rgba.png", "rgb16.png", "gray16.png"] {
+        let path = dir.join(name);
+        let out = dir.join(format!("out-{name}"));
+        let o =
+            gaze(&["explain", "--method", "gradcam", "--raw", "--out", out.to_str().unwrap(), path.to_str().unwrap()]);
+        assert!(o.status.success(), "{name}: {}", String::from_utf8_lossy(&o.stderr));
+        let raw = candle_core::safetensors::load(out.join("attributions.safetensors"), &Device::Cpu).unwrap();
+        let values: Vec<f32> = raw["attribution"].flatten_all().unwrap().to_vec1().unwrap();
+        assert!(values.iter().all(|v| v.is_finite()), "{name}: non-finite map values");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
