@@ -52,9 +52,34 @@ impl OutputDir {
         metadata.insert("score".into(), meta.score.clone());
         metadata.insert("resolution".into(), meta.resolution.name().into());
         let bytes = safetensors::serialize(views, Some(metadata)).context("serialising the attributions")?;
+        let bytes = sorted_header(bytes)?;
         write_atomic(&path, self.opts, |w| std::io::Write::write_all(w, &bytes))?;
         Ok(path)
     }
+}
+
+/// The safetensors file `bytes` with its header's keys (tensors and metadata) in sorted order.
+///
+/// `safetensors::serialize` writes the metadata map in its hash order, which changes from run to
+/// run; sorting makes the same run write the same bytes.
+fn sorted_header(bytes: Vec<u8>) -> Result<Vec<u8>> {
+    let length = bytes.get(..8).map(|b| u64::from_le_bytes(b.try_into().unwrap_or([0; 8])) as usize);
+    let Some(end) = length.and_then(|n| n.checked_add(8)).filter(|end| *end <= bytes.len()) else {
+        anyhow::bail!("serialising the attributions: the safetensors header is malformed");
+    };
+    // serde_json's map is ordered by key, so parsing and writing again sorts every object.
+    let header: serde_json::Value =
+        serde_json::from_slice(&bytes[8..end]).context("re-reading the safetensors header")?;
+    let mut text = serde_json::to_vec(&header)?;
+    // The data starts on an 8-byte boundary, as safetensors aligns it.
+    while (8 + text.len()) % 8 != 0 {
+        text.push(b' ');
+    }
+    let mut out = Vec::with_capacity(8 + text.len() + bytes.len() - end);
+    out.extend((text.len() as u64).to_le_bytes());
+    out.extend(text);
+    out.extend(&bytes[end..]);
+    Ok(out)
 }
 
 fn bytes_f32(t: &Tensor) -> Result<Vec<u8>> {
