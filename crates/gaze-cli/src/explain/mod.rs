@@ -6,11 +6,16 @@
 //! share: targets, the output folder, the raw file, the summary.
 //! Adding a method: parse its name in [`Method`], add its file, and list the options it takes.
 
+mod activations;
 mod cam;
+mod expected;
 mod gradient;
+mod integrated;
 mod options;
 mod output;
+mod perturbation;
 mod picture;
+mod smoothgrad;
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -75,10 +80,16 @@ pub enum Method {
     Cam(gaze_cam::CamMethod),
     Gradient(gaze_saliency::GradientKind),
     GuidedGradCam,
+    SmoothGrad,
+    IntegratedGradients,
+    ExpectedGradients,
+    Occlusion,
+    Rise,
+    Activations,
 }
 
 impl Method {
-    pub const NAMES: [&'static str; 13] = [
+    pub const NAMES: [&'static str; 19] = [
         "gradcam",
         "gradcam++",
         "xgradcam",
@@ -92,11 +103,27 @@ impl Method {
         "guided-backprop",
         "deconvnet",
         "guided-gradcam",
+        "smoothgrad",
+        "integrated-gradients",
+        "expected-gradients",
+        "occlusion",
+        "rise",
+        "activations",
     ];
 
     pub fn parse(name: &str) -> Result<Self> {
-        if name == "guided-gradcam" {
-            return Ok(Method::GuidedGradCam);
+        let other = match name {
+            "guided-gradcam" => Some(Method::GuidedGradCam),
+            "smoothgrad" => Some(Method::SmoothGrad),
+            "integrated-gradients" => Some(Method::IntegratedGradients),
+            "expected-gradients" => Some(Method::ExpectedGradients),
+            "occlusion" => Some(Method::Occlusion),
+            "rise" => Some(Method::Rise),
+            "activations" => Some(Method::Activations),
+            _ => None,
+        };
+        if let Some(m) = other {
+            return Ok(m);
         }
         if let Ok(m) = gaze_cam::CamMethod::parse(name) {
             return Ok(Method::Cam(m));
@@ -107,11 +134,22 @@ impl Method {
         Err(UsageError(format!("unknown method `{name}`; valid methods: {}", Self::NAMES.join(", "))).into())
     }
 
+    /// Whether the method runs at a layer, the model's default one when none is named.
+    pub fn takes_default_layer(self) -> bool {
+        matches!(self, Method::Cam(_) | Method::GuidedGradCam | Method::Activations)
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Method::Cam(m) => m.name(),
             Method::Gradient(k) => k.name(),
             Method::GuidedGradCam => "guided-gradcam",
+            Method::SmoothGrad => "smoothgrad",
+            Method::IntegratedGradients => "integrated-gradients",
+            Method::ExpectedGradients => "expected-gradients",
+            Method::Occlusion => "occlusion",
+            Method::Rise => "rise",
+            Method::Activations => "activations",
         }
     }
 }
@@ -158,7 +196,7 @@ pub fn run(args: Args) -> Result<()> {
     let model = args.model.load()?;
     let batch = read_batch(model.as_ref(), &args.images, args.input.as_deref())?;
     let target = target_of(&args)?;
-    let layers = if args.layers.is_empty() {
+    let layers = if args.layers.is_empty() && method.takes_default_layer() {
         model.default_layer().into_iter().collect()
     } else {
         args.layers.iter().map(|l| model.resolve_layer(l)).collect::<gaze_core::Result<Vec<_>>>()?
@@ -223,6 +261,12 @@ pub fn explain_with(ctx: &Context, method: Method) -> Result<Explanation> {
         Method::Cam(m) => cam::explain(ctx, m)?,
         Method::Gradient(k) => gradient::explain(ctx, k)?,
         Method::GuidedGradCam => gradient::guided_gradcam(ctx)?,
+        Method::SmoothGrad => smoothgrad::explain(ctx)?,
+        Method::IntegratedGradients => integrated::explain(ctx)?,
+        Method::ExpectedGradients => expected::explain(ctx)?,
+        Method::Occlusion => perturbation::occlusion(ctx)?,
+        Method::Rise => perturbation::rise(ctx)?,
+        Method::Activations => activations::explain(ctx)?,
     })
 }
 

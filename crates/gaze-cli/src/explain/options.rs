@@ -151,5 +151,15 @@ fn accepted(method: Method) -> &'static [&'static str] {
         Method::Cam(_) => &["--relu", "--no-relu", "--aug-smooth", "--eigen-smooth"],
         Method::Gradient(_) => &["--batch"],
         Method::GuidedGradCam => &["--batch"],
+        Method::SmoothGrad => {
+            &["--samples", "--noise", "--noise-frac", "--seed", "--smooth-of", "--aggregate", "--batch"]
+        }
+        Method::IntegratedGradients => &["--steps", "--quadrature", "--baseline", "--batch"],
+        Method::ExpectedGradients => {
+            &["--background", "--samples", "--seed", "--local-smoothing", "--layer-space", "--batch"]
+        }
+        Method::Occlusion => &["--window", "--stride", "--fill", "--occlusion-style", "--batch"],
+        Method::Rise => &["--masks", "--grid", "--keep", "--seed", "--batch"],
+        Method::Activations => &[],
     }
 }

@@ -5,8 +5,8 @@ use candle_core::{DType, Tensor};
 use gaze_core::Attribution;
 use gaze_models::Classifier;
 use gaze_render::{
-    colorize, overlay_map, Colorbar, Colormap, Limits, Map, Normalize, OverlayOptions, Reduction, RgbImage, RgbaImage,
-    Sign,
+    colorize, overlay_map, shap_plot, Colorbar, Colormap, Limits, Map, Normalize, OverlayOptions, Reduction, RgbImage,
+    RgbaImage, ShapPlotOptions, Sign,
 };
 
 use crate::input::Batch;
@@ -47,6 +47,14 @@ pub enum Picture {
     /// Input-space maps `[N, T, C, H, W]`, drawn as a grayscale map of the largest absolute value
     /// over channels, clipped at the 99th percentile (the saliency map of Simonyan et al.).
     Saliency,
+    /// Input-space maps `[N, T, C, H, W]` (or `[N, T, H, W]`) of a perturbation method, summed over
+    /// channels, scaled from their lowest to their highest value and drawn in jet over the image.
+    Heat,
+    /// Expected-gradients maps `[N, T, C, h, w]` summed over channels, in SHAP's red-transparent-blue
+    /// over the grayscale image, symmetric limits at the 99.9th percentile of |values|.
+    Shap,
+    /// A layer's feature maps `[N, 1, C, h, w]` as tf-explain's grid, one global min-max.
+    Grid,
 }
 
 impl Picture {
@@ -78,6 +86,35 @@ impl Picture {
                         let picture = colorize(&map, Colormap::Gray, &Normalize::Percentile { low: 0.0, high: 99.0 })?;
                         enlarge_nearest(&picture, display)
                     }
+                    Picture::Heat => {
+                        let map = channel_sum(&attribution.map(i, j)?)?;
+                        let opts = OverlayOptions { normalize: Normalize::MinMax, ..OverlayOptions::default() };
+                        match image.as_ref() {
+                            Some(image) => image::DynamicImage::ImageRgb8(overlay_map(image, &map, &opts)?).to_rgba8(),
+                            None => colorize(&map.resize_bilinear(display)?, opts.cmap, &opts.normalize)?,
+                        }
+                    }
+                    Picture::Shap => {
+                        let map = channel_sum(&attribution.map(i, j)?)?;
+                        let base = match image.as_ref() {
+                            Some(image) => image.clone(),
+                            None => {
+                                RgbImage::from_pixel(display.1 as u32, display.0 as u32, image::Rgb([128, 128, 128]))
+                            }
+                        };
+                        let map = map.resize_nearest((base.height() as usize, base.width() as usize))?;
+                        let class = attribution.targets[i][j];
+                        let label = model.label(class).unwrap_or_else(|| format!("class {class}"));
+                        shap_plot(&[base], &[vec![map]], &[vec![label]], &ShapPlotOptions::default())?
+                    }
+                    Picture::Grid => {
+                        let maps = attribution.map(i, j)?.unsqueeze(0)?;
+                        let grid = gaze_activations::activation_grid(&maps)?;
+                        let map = grid.to_map()?;
+                        let picture = colorize(&map, Colormap::Viridis, &Normalize::Fixed { vmin: 0.0, vmax: 1.0 })?;
+                        let side = 512usize.div_ceil(grid.height().max(grid.width()).max(1)).max(1);
+                        enlarge_nearest(&picture, (grid.height() * side, grid.width() * side))
+                    }
                 };
                 row.push(picture);
             }
@@ -97,6 +134,21 @@ impl Picture {
                 Colorbar::new(Colormap::JetOpencv, Limits::new(0.0, 1.0))
                     .with_label("each map from its lowest (0) to its highest value (1)"),
             )),
+            Picture::Heat => Some((
+                "heat".into(),
+                Colorbar::new(Colormap::JetOpencv, Limits::new(0.0, 1.0))
+                    .with_label("each map from its lowest (0) to its highest value (1)"),
+            )),
+            Picture::Shap => Some((
+                "shap".into(),
+                Colorbar::new(Colormap::RedTransparentBlue, Limits::new(-1.0, 1.0))
+                    .with_label("SHAP value, from -q to q (q: 99.9th percentile of |values| in each map)"),
+            )),
+            Picture::Grid => Some((
+                "grid".into(),
+                Colorbar::new(Colormap::Viridis, Limits::new(0.0, 1.0))
+                    .with_label("activation from the layer's lowest (0) to its highest value (1)"),
+            )),
             Picture::Saliency => Some((
                 "saliency".into(),
                 Colorbar::new(Colormap::Gray, Limits::new(0.0, 1.0))
@@ -104,6 +156,15 @@ impl Picture {
             )),
         }
     }
+}
+
+/// A map `[C, H, W]` summed over channels, or `[H, W]` as it is.
+fn channel_sum(values: &Tensor) -> Result<Map> {
+    let values = values.to_dtype(DType::F32)?;
+    Ok(match values.rank() {
+        2 => Map::from_tensor(&values)?,
+        _ => Map::from_channels_tensor(&values, Reduction::Sum)?,
+    })
 }
 
 /// `picture` enlarged to `(h, w)` by nearest neighbour (unchanged at that size already).
