@@ -7,6 +7,7 @@ mod fetch;
 mod golden;
 mod tidy;
 mod train_demo;
+mod tutorial;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -28,6 +29,8 @@ enum Command {
     Golden(golden::Args),
     /// Trains the demo CNN on the shapes data set and writes the embedded checkpoint.
     TrainDemo(train_demo::Args),
+    /// Draws every figure of the tutorial into docs/tutorial.md and docs/tutorial/.
+    Tutorial(tutorial::Args),
 }
 
 fn main() -> Result<()> {
@@ -36,6 +39,7 @@ fn main() -> Result<()> {
         Command::FetchWeights(args) => fetch::run(&args),
         Command::Golden(args) => golden::run(&workspace_root(), &args),
         Command::TrainDemo(args) => train_demo::run(&workspace_root(), &args),
+        Command::Tutorial(args) => tutorial::run(&workspace_root(), &args),
     }
 }
 
