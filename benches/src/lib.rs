@@ -3,6 +3,15 @@
 //! Shared helpers of gaze's criterion suites (in `benches/`): the device to run on and the clock
 //! that synchronises it before reading the time, so that GPU timings measure finished work.
 //! Suite and benchmark names follow `{device}_{method}_{model}_b{batch}_{size}`.
+//!
+//! For the side-by-side runs against the Python peers (`cargo xtask bench --peers`), the crate also
+//! has the `gaze-bench-runner` binary (gaze's worker process), the multiply-accumulate counter
+//! ([`macs`]) that gives each time its physical yardstick, and the resident-memory readings
+//! ([`memory`]) that give each call its peak.
+//! It measures; it owns no method and no model, and it never touches the network.
+
+pub mod macs;
+pub mod memory;
 
 use std::time::{Duration, Instant};
 

@@ -67,7 +67,7 @@ fn check_groups(only: &[String]) -> Result<Vec<String>> {
 
 /// Creates `target/golden-venv` if needed and installs `tools/requirements.txt` when it changed since the
 /// last install; returns the environment's interpreter.
-fn ensure_venv(root: &Path, base_python: &str) -> Result<PathBuf> {
+pub(crate) fn ensure_venv(root: &Path, base_python: &str) -> Result<PathBuf> {
     let venv = root.join("target").join("golden-venv");
     let python = if cfg!(windows) { venv.join("Scripts").join("python.exe") } else { venv.join("bin").join("python") };
     if !python.exists() {

@@ -3,6 +3,7 @@
 //! gaze's automation, written in Rust so that it runs wherever cargo does: `cargo xtask <command>`.
 //! It may touch the network and the file system's caches; the library crates never do.
 
+mod bench;
 mod fetch;
 mod golden;
 mod tidy;
@@ -23,6 +24,8 @@ struct Cli {
 enum Command {
     /// Checks the workspace's conventions: folder names equal package names, versions, crate docs.
     Tidy,
+    /// Runs the criterion suites of benches/ and, with --peers, gaze against the Python peers side by side.
+    Bench(bench::Args),
     /// Downloads pretrained weights (vgg16, resnet50, xception) into the Hugging Face cache.
     FetchWeights(fetch::Args),
     /// Regenerates fixtures/ from the Python peers (tools/golden.py in target/golden-venv).
@@ -36,6 +39,7 @@ enum Command {
 fn main() -> Result<()> {
     match Cli::parse().command {
         Command::Tidy => tidy::run(&workspace_root()),
+        Command::Bench(args) => bench::run(&workspace_root(), &args),
         Command::FetchWeights(args) => fetch::run(&args),
         Command::Golden(args) => golden::run(&workspace_root(), &args),
         Command::TrainDemo(args) => train_demo::run(&workspace_root(), &args),

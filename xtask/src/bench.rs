@@ -1,0 +1,916 @@
+//! `cargo xtask bench`: the criterion suites of `benches/`, and with `--peers` gaze and the Python
+//! peers side by side on the same weights, the same input and the same settings.
+//!
+//! The criterion suites run through `cargo bench -p gaze-benches --bench <suite>`; their results
+//! are read back from criterion's files.
+//! The side-by-side run starts two worker processes, gaze's `gaze-bench-runner` (built in release
+//! mode) and `tools/bench/peers.py serve` (in the golden virtual environment), which load the same
+//! random full-size checkpoints once and then answer one timed call per request; the calls of the
+//! two sides alternate, gaze then the peer, run after run, so that a slow spell of a shared machine
+//! hits both.
+//! Each call reports its seconds, its peak resident memory (the process's high-water mark, reset
+//! before the call) and the L1 norm of its result.
+//! Every figure gets a physical yardstick: the multiply-accumulates the method needs at least
+//! (counted from the model's layers at the input size) and the machine's measured f32 matrix
+//! multiply throughput (a 2048³ product on each side), so a time also reads as a fraction of the
+//! achievable peak.
+//!
+//! Results go to `target/bench/<suite>-<device>.json` and `.md`, and the section between
+//! `<!-- bench:begin -->` and `<!-- bench:end -->` of `docs/benchmarks.md` is rewritten from every
+//! result file there.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::time::SystemTime;
+
+use anyhow::{anyhow, bail, Context, Result};
+use serde_json::{json, Value};
+
+use crate::golden;
+
+/// The side of the comparison that is gaze, and the one that is the Python peer.
+const SIDES: [&str; 2] = ["gaze", "peer"];
+const BEGIN: &str = "<!-- bench:begin -->";
+const END: &str = "<!-- bench:end -->";
+/// The class every method explains: ImageNet's `tabby` (the weights are random, so any class
+/// does; a fixed one keeps the two sides' work identical).
+const TARGET: usize = 281;
+const SIZE: usize = 224;
+const MATMUL_N: usize = 2048;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum DeviceArg {
+    Cpu,
+    Cuda,
+}
+
+impl DeviceArg {
+    fn name(self) -> &'static str {
+        match self {
+            DeviceArg::Cpu => "cpu",
+            DeviceArg::Cuda => "cuda",
+        }
+    }
+}
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Criterion suites to run (file stems of benches/benches/*.rs, comma-separated); all when absent.
+    #[arg(long, value_delimiter = ',')]
+    suite: Vec<String>,
+    /// The device both sides run on; `cuda` builds the suites and the worker with `--features cuda`.
+    #[arg(long, value_enum, default_value = "cpu")]
+    device: DeviceArg,
+    /// Also time gaze against the Python peers (Captum, pytorch-grad-cam, shap) side by side.
+    #[arg(long)]
+    peers: bool,
+    /// Only the side-by-side run (implies --peers): no criterion suite.
+    #[arg(long)]
+    peers_only: bool,
+    /// Fewer runs and samples, and criterion's quick mode: a smoke run that finishes in minutes.
+    #[arg(long)]
+    quick: bool,
+    /// Timed runs per method and side (default 5, or 2 with --quick).
+    #[arg(long)]
+    runs: Option<usize>,
+    /// Threads for both sides (gaze's GAZE_NUM_THREADS, torch.set_num_threads); default: every core.
+    #[arg(long)]
+    threads: Option<usize>,
+    /// The Python interpreter that creates the virtual environment.
+    #[arg(long, default_value = "python3")]
+    python: String,
+    /// A sentence on the conditions of this run (other load on the machine, say), kept with the results.
+    #[arg(long)]
+    note: Option<String>,
+}
+
+pub fn run(root: &Path, args: &Args) -> Result<()> {
+    let threads = match args.threads {
+        Some(0) => bail!("--threads 0: give at least 1 thread"),
+        Some(t) => t,
+        None => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+    };
+    let out_dir = root.join("target").join("bench");
+    fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
+    let machine = machine(args.device, threads);
+    if !args.peers_only {
+        for suite in suites(root, &args.suite)? {
+            let report = criterion_suite(root, &suite, args, threads, &machine)?;
+            write_report(&out_dir, &report)?;
+        }
+    }
+    if args.peers || args.peers_only {
+        let report = peers(root, args, threads, &machine)?;
+        write_report(&out_dir, &report)?;
+    }
+    update_doc(root, &out_dir)?;
+    println!("bench: results in target/bench, tables in docs/benchmarks.md");
+    Ok(())
+}
+
+// ---------------------------------------------------------------- the machine
+
+fn first_line(cmd: &mut Command) -> Option<String> {
+    let out = cmd.output().ok().filter(|o| o.status.success())?;
+    String::from_utf8_lossy(&out.stdout).lines().next().map(|l| l.trim().to_string()).filter(|l| !l.is_empty())
+}
+
+/// The CPU model, its cores and threads, memory, the GPU where one is used.
+fn machine(device: DeviceArg, threads: usize) -> Value {
+    let cpuinfo = fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name").and_then(|r| r.split_once(':')).map(|(_, v)| v.trim().to_string()))
+        .unwrap_or_else(|| "unknown CPU".into());
+    let mut cores = std::collections::BTreeSet::new();
+    let mut phys = String::new();
+    for line in cpuinfo.lines() {
+        if let Some((k, v)) = line.split_once(':') {
+            match k.trim() {
+                "physical id" => phys = v.trim().to_string(),
+                "core id" => {
+                    cores.insert((phys.clone(), v.trim().to_string()));
+                }
+                _ => {}
+            }
+        }
+    }
+    let logical = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let memory_gib = fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| m.lines().find_map(|l| l.strip_prefix("MemTotal:").map(|v| v.trim().to_string())))
+        .and_then(|v| v.trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map(|kib| kib / 1024.0 / 1024.0);
+    let gpu = match device {
+        DeviceArg::Cuda => {
+            first_line(Command::new("nvidia-smi").args(["--query-gpu=name,memory.total", "--format=csv,noheader"]))
+        }
+        DeviceArg::Cpu => None,
+    };
+    json!({
+        "cpu": model,
+        "logical_cpus": logical,
+        "physical_cores": if cores.is_empty() { None } else { Some(cores.len()) },
+        "threads": threads,
+        "memory_gib": memory_gib.map(|g| (g * 10.0).round() / 10.0),
+        "gpu": gpu,
+        "kernel": first_line(Command::new("uname").arg("-r")),
+        "rustc": first_line(Command::new("rustc").arg("--version")),
+    })
+}
+
+fn describe_machine(m: &Value) -> String {
+    let mut s = format!("{}", m["cpu"].as_str().unwrap_or("unknown CPU"));
+    if let Some(c) = m["physical_cores"].as_u64() {
+        s += &format!(", {c} cores");
+    }
+    s += &format!(", {} logical CPUs", m["logical_cpus"]);
+    if let Some(g) = m["memory_gib"].as_f64() {
+        s += &format!(", {g} GiB memory");
+    }
+    if let Some(g) = m["gpu"].as_str() {
+        s += &format!("; GPU {g}");
+    }
+    s += &format!("; {} threads per side", m["threads"]);
+    s
+}
+
+// ---------------------------------------------------------------- criterion suites
+
+/// The criterion suites asked for: every `benches/benches/*.rs` when `wanted` is empty.
+fn suites(root: &Path, wanted: &[String]) -> Result<Vec<String>> {
+    let dir = root.join("benches").join("benches");
+    let mut all: Vec<String> = fs::read_dir(&dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "rs"))
+        .filter_map(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+        .collect();
+    all.sort();
+    let wanted: Vec<String> = wanted.iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
+    if wanted.is_empty() {
+        return Ok(all);
+    }
+    for w in &wanted {
+        if !all.contains(w) {
+            bail!("unknown suite `{w}` in --suite; valid: {}", all.join(", "));
+        }
+    }
+    Ok(wanted)
+}
+
+fn criterion_suite(root: &Path, suite: &str, args: &Args, threads: usize, machine: &Value) -> Result<Value> {
+    let device = args.device.name();
+    let criterion_home = root.join("target").join("criterion");
+    let started = SystemTime::now();
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.current_dir(root).args(["bench", "-p", "gaze-benches", "--bench", suite]);
+    if args.device == DeviceArg::Cuda {
+        cmd.args(["--features", "cuda"]);
+    }
+    cmd.arg("--").arg("--noplot");
+    if args.quick {
+        // Criterion's quick mode stops after one iteration once an iteration outlasts the
+        // measurement time.
+        cmd.args(["--quick", "--warm-up-time", "0.1", "--measurement-time", "0.1"]);
+    }
+    cmd.env("GAZE_BENCH_DEVICE", device)
+        .env("GAZE_NUM_THREADS", threads.to_string())
+        .env("RAYON_NUM_THREADS", threads.to_string())
+        .env("CRITERION_HOME", &criterion_home);
+    if args.quick && std::env::var_os("GAZE_BENCH_CAM_SIZE").is_none() {
+        // The cam suite's Score-CAM runs one forward pass per channel: at 224 a single iteration
+        // takes minutes on a CPU, so a quick run takes the other suites' 64.
+        cmd.env("GAZE_BENCH_CAM_SIZE", "64");
+    }
+    println!("bench: criterion suite `{suite}` on {device}");
+    run_status(cmd, &format!("cargo bench --bench {suite}"))?;
+    let mut rows = Vec::new();
+    collect_criterion(&criterion_home, started, &mut rows)?;
+    rows.sort_by(|a: &Value, b: &Value| a["id"].as_str().cmp(&b["id"].as_str()));
+    Ok(json!({
+        "suite": suite,
+        "device": device,
+        "quick": args.quick,
+        "machine": machine,
+        "command": command_line(args, Some(suite)),
+        "note": args.note,
+        "benchmarks": rows,
+    }))
+}
+
+/// Every benchmark under `dir` that criterion wrote after `since`: its median and the fastest and
+/// slowest iteration, in seconds.
+fn collect_criterion(dir: &Path, since: SystemTime, rows: &mut Vec<Value>) -> Result<()> {
+    let Ok(entries) = fs::read_dir(dir) else { return Ok(()) };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if !path.is_dir() {
+            continue;
+        }
+        let bench = path.join("new").join("benchmark.json");
+        let fresh = fs::metadata(&bench).and_then(|m| m.modified()).map(|t| t >= since).unwrap_or(false);
+        if fresh {
+            let read = |name: &str| -> Result<Value> {
+                let p = path.join("new").join(name);
+                serde_json::from_str(&fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?)
+                    .with_context(|| format!("parsing {}", p.display()))
+            };
+            let (info, estimates, sample) = (read("benchmark.json")?, read("estimates.json")?, read("sample.json")?);
+            let per_iter: Vec<f64> = sample["iters"]
+                .as_array()
+                .zip(sample["times"].as_array())
+                .map(|(i, t)| i.iter().zip(t).filter_map(|(i, t)| Some(t.as_f64()? / i.as_f64()?)).collect())
+                .unwrap_or_default();
+            let ns = 1e-9;
+            rows.push(json!({
+                "id": info["full_id"],
+                "median_s": estimates["median"]["point_estimate"].as_f64().map(|v| v * ns),
+                "min_s": per_iter.iter().cloned().fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.min(v)))).map(|v| v * ns),
+                "max_s": per_iter.iter().cloned().fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v)))).map(|v| v * ns),
+                "iterations": sample["iters"].as_array().map(|i| i.iter().filter_map(Value::as_f64).sum::<f64>()),
+            }));
+        } else {
+            collect_criterion(&path, since, rows)?;
+        }
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------- side by side
+
+/// One method of the side-by-side run, with the settings both sides get.
+struct Case {
+    method: &'static str,
+    settings: Value,
+    /// A short human description of the settings.
+    label: String,
+    /// The least multiply-accumulates the method needs, from the forward's count `f` and the tail
+    /// after the method's layer `tail`.
+    macs: Box<dyn Fn(f64, f64) -> f64>,
+}
+
+/// The layers of a model that the side-by-side run uses.
+struct ModelPlan {
+    name: &'static str,
+    /// The layer Grad-CAM explains (pytorch-grad-cam's `target_layers`).
+    cam_layer: &'static str,
+    /// The layer expected gradients explains, as gaze names its tap, and the module whose input it
+    /// is, as shap's `(model, layer)` takes it.
+    eg_layer: &'static str,
+    eg_module: &'static str,
+}
+
+const MODELS: [ModelPlan; 2] = [
+    ModelPlan { name: "vgg16", cam_layer: "features.29", eg_layer: "features.6", eg_module: "features.7" },
+    ModelPlan { name: "resnet50", cam_layer: "layer4", eg_layer: "layer1", eg_module: "layer2" },
+];
+
+fn cases(plan: &ModelPlan, quick: bool) -> Vec<Case> {
+    let t = TARGET;
+    // Full settings follow the issue; quick ones keep every method but shrink its sample count.
+    let (steps, ig_batch) = if quick { (4, 4) } else { (50, 16) };
+    let (sg_samples, sg_batch) = if quick { (4, 4) } else { (80, 16) };
+    let (eg_samples, eg_batch) = if quick { (2, 2) } else { (50, 16) };
+    let (window, stride, occ_batch) = if quick { (112, 112, 4) } else { (16, 8, 16) };
+    let windows = |size: usize| ((size - window).div_ceil(stride) + 1).pow(2) as f64;
+    let occ_windows = windows(SIZE);
+    let ranked = 2;
+    vec![
+        Case {
+            method: "forward",
+            settings: json!({ "target": t }),
+            label: "logits".into(),
+            macs: Box::new(|f, _| f),
+        },
+        Case {
+            method: "forward-backward",
+            settings: json!({ "target": t }),
+            label: "gradient of one logit to the input".into(),
+            macs: Box::new(|f, _| 2.0 * f),
+        },
+        Case {
+            method: "gradcam",
+            settings: json!({ "target": t, "layer": plan.cam_layer }),
+            label: format!("pytorch-grad-cam GradCAM at {}, map resized to the input", plan.cam_layer),
+            macs: Box::new(|f, tail| f + tail),
+        },
+        Case {
+            method: "saliency",
+            settings: json!({ "target": t }),
+            label: "Captum Saliency (abs)".into(),
+            macs: Box::new(|f, _| 2.0 * f),
+        },
+        Case {
+            method: "integrated-gradients",
+            settings: json!({ "target": t, "steps": steps, "batch": ig_batch }),
+            label: format!("Captum, {steps} steps Gauss-Legendre, internal batch {ig_batch}"),
+            macs: Box::new(move |f, _| 2.0 * f * steps as f64),
+        },
+        Case {
+            method: "smoothgrad",
+            settings: json!({ "target": t, "samples": sg_samples, "batch": sg_batch, "stdev": 0.5, "seed": 0 }),
+            label: format!("Captum NoiseTunnel(Saliency), {sg_samples} samples, σ 0.5, batch {sg_batch}"),
+            macs: Box::new(move |f, _| 2.0 * f * sg_samples as f64),
+        },
+        Case {
+            method: "expected-gradients",
+            settings: json!({
+                "target": t, "samples": eg_samples, "batch": eg_batch, "ranked": ranked, "seed": 0,
+                "layer": plan.eg_layer, "peer_module": plan.eg_module,
+            }),
+            label: format!(
+                "shap GradientExplainer at the input of {} ({} in gaze), {eg_samples} samples, top {ranked}, 4 background images",
+                plan.eg_module, plan.eg_layer
+            ),
+            macs: Box::new(move |f, tail| (ranked * eg_samples) as f64 * (f + tail)),
+        },
+        Case {
+            method: "occlusion",
+            settings: json!({ "target": t, "window": window, "stride": stride, "batch": occ_batch }),
+            label: format!(
+                "Captum Occlusion, window {window}, stride {stride} ({occ_windows} windows), zero fill, {occ_batch} per eval"
+            ),
+            macs: Box::new(move |f, _| f * (occ_windows + 1.0)),
+        },
+    ]
+}
+
+/// A worker process that answers one JSON line per request.
+struct Worker {
+    name: &'static str,
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl Worker {
+    fn start(name: &'static str, mut cmd: Command) -> Result<Self> {
+        cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::inherit());
+        let mut child = cmd.spawn().with_context(|| format!("starting the {name} worker"))?;
+        let stdin = child.stdin.take().ok_or_else(|| anyhow!("no stdin for the {name} worker"))?;
+        let stdout = BufReader::new(child.stdout.take().ok_or_else(|| anyhow!("no stdout for the {name} worker"))?);
+        Ok(Worker { name, child, stdin, stdout })
+    }
+
+    /// Sends `req` and returns the reply; a reply with `error` is an `Err` carrying the message.
+    fn ask(&mut self, req: &Value) -> Result<std::result::Result<Value, String>> {
+        writeln!(self.stdin, "{req}")
+            .and_then(|_| self.stdin.flush())
+            .with_context(|| format!("writing to the {} worker", self.name))?;
+        loop {
+            let mut line = String::new();
+            let n =
+                self.stdout.read_line(&mut line).with_context(|| format!("reading from the {} worker", self.name))?;
+            if n == 0 {
+                bail!("the {} worker exited (request: {req})", self.name);
+            }
+            // Libraries may print to standard output: only a JSON object is a reply.
+            match serde_json::from_str::<Value>(line.trim()) {
+                Ok(v) if v.is_object() => {
+                    return Ok(match v.get("error").and_then(Value::as_str) {
+                        Some(e) => Err(e.to_string()),
+                        None => Ok(v),
+                    })
+                }
+                _ => eprintln!("bench: {} worker printed: {}", self.name, line.trim_end()),
+            }
+        }
+    }
+
+    /// [`ask`](Worker::ask) for requests whose failure ends the run.
+    fn must(&mut self, req: &Value) -> Result<Value> {
+        self.ask(req)?.map_err(|e| anyhow!("the {} worker failed on {req}: {e}", self.name))
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = writeln!(self.stdin, "{}", json!({ "cmd": "quit" }));
+        let _ = self.stdin.flush();
+        let _ = self.child.wait();
+    }
+}
+
+fn median(v: &[f64]) -> Option<f64> {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    match s.len() {
+        0 => None,
+        n if n % 2 == 1 => Some(s[n / 2]),
+        n => Some((s[n / 2 - 1] + s[n / 2]) / 2.0),
+    }
+}
+
+fn peers(root: &Path, args: &Args, threads: usize, machine: &Value) -> Result<Value> {
+    let device = args.device.name();
+    let runs = args.runs.unwrap_or(if args.quick { 2 } else { 5 });
+    if runs == 0 {
+        bail!("--runs 0: give at least 1 timed run");
+    }
+    let python = golden::ensure_venv(root, &args.python)?;
+    let data = root.join("target").join("bench").join("peers");
+    let inputs = data.join(format!("inputs-{SIZE}.safetensors"));
+    let weights = |m: &str| data.join(format!("{m}.safetensors"));
+    if !inputs.exists() || MODELS.iter().any(|m| !weights(m.name).exists()) {
+        println!("bench: writing the shared random weights and inputs to target/bench/peers");
+        let mut cmd = Command::new(&python);
+        cmd.arg(root.join("tools").join("bench").join("peers.py"))
+            .args(["prepare", "--size", &SIZE.to_string(), "--models"])
+            .arg(MODELS.map(|m| m.name).join(","))
+            .arg("--out")
+            .arg(&data)
+            .current_dir(root);
+        run_status(cmd, "tools/bench/peers.py prepare")?;
+    }
+
+    println!("bench: building gaze-bench-runner (release)");
+    let mut build = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    build.current_dir(root).args(["build", "--release", "-p", "gaze-benches", "--bin", "gaze-bench-runner"]);
+    if args.device == DeviceArg::Cuda {
+        build.args(["--features", "cuda"]);
+    }
+    run_status(build, "cargo build --release --bin gaze-bench-runner")?;
+    let runner = root.join("target").join("release").join(format!("gaze-bench-runner{}", std::env::consts::EXE_SUFFIX));
+
+    let t = threads.to_string();
+    let mut gaze_cmd = Command::new(&runner);
+    gaze_cmd
+        .current_dir(root)
+        .env("GAZE_BENCH_DEVICE", device)
+        .env("GAZE_NUM_THREADS", &t)
+        .env("RAYON_NUM_THREADS", &t);
+    let mut peer_cmd = Command::new(&python);
+    peer_cmd
+        .arg(root.join("tools").join("bench").join("peers.py"))
+        .args(["serve", "--device", device, "--threads", &t])
+        .current_dir(root)
+        .envs([
+            ("OMP_NUM_THREADS", t.as_str()),
+            ("MKL_NUM_THREADS", t.as_str()),
+            ("TQDM_DISABLE", "1"),
+            // Captum warns on every call that it switched on the input's gradient.
+            ("PYTHONWARNINGS", "ignore::UserWarning"),
+        ]);
+    if args.device == DeviceArg::Cpu {
+        peer_cmd.env("CUDA_VISIBLE_DEVICES", "");
+    }
+    let mut workers = [Worker::start("gaze", gaze_cmd)?, Worker::start("peer", peer_cmd)?];
+
+    let mut versions = json!(null);
+    let mut macs: BTreeMap<&str, Value> = BTreeMap::new();
+    for plan in &MODELS {
+        let load = json!({
+            "cmd": "load", "name": plan.name, "kind": plan.name,
+            "weights": weights(plan.name), "inputs": inputs,
+        });
+        for w in workers.iter_mut() {
+            let reply = w.must(&load)?;
+            if w.name == "peer" {
+                versions = reply["versions"].clone();
+            }
+        }
+        let counted =
+            workers[0].must(&json!({ "cmd": "macs", "name": plan.name, "tails": [plan.cam_layer, plan.eg_layer] }))?;
+        macs.insert(plan.name, counted);
+    }
+
+    // The yardstick: an f32 product of two 2048 × 2048 matrices on each side.
+    let reps = if args.quick { 3 } else { 5 };
+    let mut matmul = serde_json::Map::new();
+    let mut best: f64 = 0.0;
+    for w in workers.iter_mut() {
+        let reply = w.must(&json!({ "cmd": "matmul", "n": MATMUL_N, "reps": reps }))?;
+        let secs: Vec<f64> =
+            reply["seconds"].as_array().map(|a| a.iter().filter_map(Value::as_f64).collect()).unwrap_or_default();
+        let m = median(&secs).ok_or_else(|| anyhow!("the {} worker timed no product", w.name))?;
+        let flops = 2.0 * (MATMUL_N as f64).powi(3) / m;
+        best = best.max(flops);
+        matmul.insert(w.name.into(), json!({ "median_s": m, "gflops": flops / 1e9, "threads": reply["threads"] }));
+    }
+    matmul.insert("peak_gflops".into(), json!(best / 1e9));
+
+    let mut rows = Vec::new();
+    for plan in &MODELS {
+        let f = macs[plan.name]["total"].as_f64().unwrap_or(0.0);
+        let tail = |layer: &str| macs[plan.name]["tails"][layer].as_f64().unwrap_or(0.0);
+        // A warm-up per model and side: threads, allocator and caches exist before the first timing.
+        for w in workers.iter_mut() {
+            w.must(&json!({ "cmd": "run", "name": plan.name, "method": "forward-backward", "settings": { "target": TARGET } }))?;
+        }
+        for case in cases(plan, args.quick) {
+            let req = json!({ "cmd": "run", "name": plan.name, "method": case.method, "settings": case.settings });
+            println!("bench: {} {} ({runs} runs per side)", plan.name, case.method);
+            if !args.quick {
+                for w in workers.iter_mut() {
+                    let _ = w.ask(&req)?;
+                }
+            }
+            let mut results: [Vec<Value>; 2] = [Vec::new(), Vec::new()];
+            let mut errors: [Option<String>; 2] = [None, None];
+            for _ in 0..runs {
+                for (i, w) in workers.iter_mut().enumerate() {
+                    if errors[i].is_some() {
+                        continue;
+                    }
+                    match w.ask(&req)? {
+                        Ok(v) => results[i].push(v),
+                        Err(e) => {
+                            eprintln!("bench: {} {} {}: {e}", w.name, plan.name, case.method);
+                            errors[i] = Some(e);
+                        }
+                    }
+                }
+            }
+            let layer_tail = match case.method {
+                "gradcam" => tail(plan.cam_layer),
+                "expected-gradients" => tail(plan.eg_layer),
+                _ => 0.0,
+            };
+            let nominal = (case.macs)(f, layer_tail);
+            let mut sides = serde_json::Map::new();
+            for (i, side) in SIDES.iter().enumerate() {
+                let secs: Vec<f64> = results[i].iter().filter_map(|r| r["seconds"].as_f64()).collect();
+                let med = median(&secs);
+                let peak = results[i].iter().filter_map(|r| r["peak_rss_kib"].as_u64()).max();
+                // What the call added to the worker's resident memory (models and inputs excluded).
+                let growth = results[i]
+                    .iter()
+                    .filter_map(|r| Some(r["peak_rss_kib"].as_u64()?.saturating_sub(r["rss_before_kib"].as_u64()?)))
+                    .max();
+                sides.insert(
+                    (*side).into(),
+                    json!({
+                        "seconds": secs,
+                        "median_s": med,
+                        "min_s": secs.iter().cloned().reduce(f64::min),
+                        "max_s": secs.iter().cloned().reduce(f64::max),
+                        "peak_rss_mib": peak.map(|k| k as f64 / 1024.0),
+                        "growth_rss_mib": growth.map(|k| k as f64 / 1024.0),
+                        "gpu_peak_mib": results[i].iter().filter_map(|r| r["gpu_peak_bytes"].as_f64()).reduce(f64::max).map(|b| b / 1048576.0),
+                        "peak_is_per_call": results[i].iter().all(|r| r["peak_is_per_call"].as_bool() == Some(true)),
+                        "l1": results[i].last().map(|r| r["l1"].clone()),
+                        "shape": results[i].last().map(|r| r["shape"].clone()),
+                        "error": errors[i],
+                        "peak_fraction": med.map(|m| 2.0 * nominal / m / best),
+                    }),
+                );
+            }
+            let ratio = match (sides["peer"]["median_s"].as_f64(), sides["gaze"]["median_s"].as_f64()) {
+                (Some(p), Some(g)) if g > 0.0 => Some(p / g),
+                _ => None,
+            };
+            // The two results' L1 norms agree for the deterministic methods when the settings match.
+            let l1_diff = match (sides["gaze"]["l1"].as_f64(), sides["peer"]["l1"].as_f64()) {
+                (Some(g), Some(p)) if g.abs().max(p.abs()) > 0.0 => Some((g - p).abs() / g.abs().max(p.abs())),
+                _ => None,
+            };
+            rows.push(json!({
+                "model": plan.name,
+                "l1_rel_diff": l1_diff,
+                "method": case.method,
+                "settings": case.settings,
+                "label": case.label,
+                "gmacs": nominal / 1e9,
+                "gaze": sides["gaze"],
+                "peer": sides["peer"],
+                "ratio": ratio,
+            }));
+        }
+    }
+    Ok(json!({
+        "suite": "peers",
+        "device": device,
+        "quick": args.quick,
+        "runs": runs,
+        "machine": machine,
+        "versions": versions,
+        "command": command_line(args, None),
+        "note": args.note,
+        "size": SIZE,
+        "target": TARGET,
+        "macs": macs.iter().map(|(k, v)| (k.to_string(), v["total"].clone())).collect::<serde_json::Map<_, _>>(),
+        "matmul": matmul,
+        "rows": rows,
+    }))
+}
+
+// ---------------------------------------------------------------- reports
+
+fn command_line(args: &Args, suite: Option<&str>) -> String {
+    let mut s = String::from("cargo xtask bench");
+    match suite {
+        Some(suite) => s += &format!(" --suite {suite}"),
+        None => s += " --peers-only",
+    }
+    if args.device == DeviceArg::Cuda {
+        s += " --device cuda";
+    }
+    if args.quick {
+        s += " --quick";
+    }
+    if let Some(r) = args.runs {
+        s += &format!(" --runs {r}");
+    }
+    if let Some(t) = args.threads {
+        s += &format!(" --threads {t}");
+    }
+    s
+}
+
+fn secs(v: &Value) -> String {
+    match v.as_f64() {
+        None => "–".into(),
+        Some(s) if s >= 10.0 => format!("{s:.1}"),
+        Some(s) if s >= 0.1 => format!("{s:.2}"),
+        Some(s) if s >= 1e-3 => format!("{:.2} ms", s * 1e3),
+        Some(s) => format!("{:.1} µs", s * 1e6),
+    }
+}
+
+fn timing(side: &Value) -> String {
+    if let Some(e) = side["error"].as_str() {
+        let short: String = e.chars().take(60).collect();
+        return format!("failed: {short}");
+    }
+    format!("{} ({}–{})", secs(&side["median_s"]), secs(&side["min_s"]), secs(&side["max_s"]))
+}
+
+/// The peak resident memory of a side, with what the call added in parentheses.
+fn mib(side: &Value) -> String {
+    match (side["peak_rss_mib"].as_f64(), side["growth_rss_mib"].as_f64()) {
+        (Some(p), Some(g)) => format!("{p:.0} (+{g:.0})"),
+        (Some(p), None) => format!("{p:.0}"),
+        _ => "–".into(),
+    }
+}
+
+fn percent(v: &Value) -> String {
+    v.as_f64().map(|f| format!("{:.0}%", f * 100.0)).unwrap_or_else(|| "–".into())
+}
+
+/// The Markdown of one result file.
+fn markdown(report: &Value) -> String {
+    let mut s = String::new();
+    let suite = report["suite"].as_str().unwrap_or("?");
+    let device = report["device"].as_str().unwrap_or("?");
+    let quick = if report["quick"].as_bool() == Some(true) { ", quick" } else { "" };
+    s += &format!("### `{suite}` on {device}{quick}\n\n");
+    s += &format!("Machine: {}.\n", describe_machine(&report["machine"]));
+    s += &format!("Command: `{}`.\n", report["command"].as_str().unwrap_or(""));
+    if let Some(note) = report["note"].as_str() {
+        s += &format!("Conditions: {note}\n");
+    }
+    s += "\n";
+    if suite == "peers" {
+        let mm = &report["matmul"];
+        s += &format!(
+            "Yardstick: an f32 {n}×{n}×{n} product takes {} s in gaze's gemm ({:.0} GFLOP/s) and {} s in torch ({:.0} GFLOP/s); \
+             the peak below is the faster, {:.0} GFLOP/s.\n",
+            secs(&mm["gaze"]["median_s"]),
+            mm["gaze"]["gflops"].as_f64().unwrap_or(0.0),
+            secs(&mm["peer"]["median_s"]),
+            mm["peer"]["gflops"].as_f64().unwrap_or(0.0),
+            mm["peak_gflops"].as_f64().unwrap_or(0.0),
+            n = MATMUL_N,
+        );
+        s += &format!(
+            "Each row: {} timed runs per side after a warm-up, alternating gaze and the peer; seconds as median (min–max); \
+             peer/gaze above 1 means gaze is faster; memory is the peak resident set of the worker process during the call, \
+             with the models loaded, and in parentheses what the call added (MiB); L1 diff is the relative difference of the \
+             two results' L1 norms, a check that both sides computed the same thing (near 0 for the deterministic methods; \
+             SmoothGrad and expected gradients draw different samples); \
+             GMAC is the least work the method needs (multiply-accumulates of the convolutions and linear layers, a backward pass \
+             counted as one forward); % peak is that work's rate against the yardstick.\n\n",
+            report["runs"]
+        );
+        if let Some(v) = report["versions"].as_object() {
+            let v: Vec<String> = v.iter().map(|(k, v)| format!("{k} {}", v.as_str().unwrap_or("?"))).collect();
+            s += &format!("Peers: {}.\n\n", v.join(", "));
+        }
+        s += "| model | method | gaze s | peer s | peer/gaze | gaze MiB | peer MiB | GMAC | gaze % peak | peer % peak | L1 diff | peer call |\n";
+        s += "|---|---|---|---|---|---|---|---|---|---|---|---|\n";
+        for row in report["rows"].as_array().into_iter().flatten() {
+            s += &format!(
+                "| {} | {} | {} | {} | {} | {} | {} | {:.1} | {} | {} | {} | {} |\n",
+                row["model"].as_str().unwrap_or("?"),
+                row["method"].as_str().unwrap_or("?"),
+                timing(&row["gaze"]),
+                timing(&row["peer"]),
+                row["ratio"].as_f64().map(|r| format!("{r:.2}")).unwrap_or_else(|| "–".into()),
+                mib(&row["gaze"]),
+                mib(&row["peer"]),
+                row["gmacs"].as_f64().unwrap_or(0.0),
+                percent(&row["gaze"]["peak_fraction"]),
+                percent(&row["peer"]["peak_fraction"]),
+                row["l1_rel_diff"].as_f64().map(|d| format!("{d:.0e}")).unwrap_or_else(|| "–".into()),
+                row["label"].as_str().unwrap_or(""),
+            );
+        }
+    } else {
+        s += "| benchmark | median | min | max | iterations |\n|---|---|---|---|---|\n";
+        for b in report["benchmarks"].as_array().into_iter().flatten() {
+            s += &format!(
+                "| `{}` | {} | {} | {} | {} |\n",
+                b["id"].as_str().unwrap_or("?"),
+                secs(&b["median_s"]),
+                secs(&b["min_s"]),
+                secs(&b["max_s"]),
+                b["iterations"].as_f64().map(|i| format!("{i:.0}")).unwrap_or_else(|| "–".into()),
+            );
+        }
+    }
+    s
+}
+
+fn write_report(dir: &Path, report: &Value) -> Result<()> {
+    let stem =
+        format!("{}-{}", report["suite"].as_str().unwrap_or("suite"), report["device"].as_str().unwrap_or("cpu"));
+    let json_path = dir.join(format!("{stem}.json"));
+    write_atomic(&json_path, &(serde_json::to_string_pretty(report)? + "\n"))?;
+    let md = markdown(report);
+    write_atomic(&dir.join(format!("{stem}.md")), &md)?;
+    println!("\n{md}");
+    Ok(())
+}
+
+fn write_atomic(path: &Path, text: &str) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
+    fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
+}
+
+/// Rewrites the section between the bench markers of `docs/benchmarks.md` from every result file in
+/// `dir` (the side-by-side tables first), creating the file or the section when absent.
+fn update_doc(root: &Path, dir: &Path) -> Result<()> {
+    let mut reports: Vec<(bool, String, Value)> = Vec::new();
+    for entry in fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))?.flatten() {
+        let p = entry.path();
+        if p.extension().is_some_and(|e| e == "json") {
+            let v: Value =
+                serde_json::from_str(&fs::read_to_string(&p)?).with_context(|| format!("parsing {}", p.display()))?;
+            if v.get("suite").is_some() {
+                let stem = p.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+                reports.push((v["suite"] != "peers", stem, v));
+            }
+        }
+    }
+    reports.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+    let tables: Vec<String> = reports.iter().map(|(_, _, r)| markdown(r)).collect();
+    let section = render_section(&tables);
+    let path = root.join("docs").join("benchmarks.md");
+    let old = fs::read_to_string(&path).unwrap_or_else(|_| "# Benchmarks\n".to_string());
+    write_atomic(&path, &replace_section(&old, &section))
+}
+
+fn render_section(tables: &[String]) -> String {
+    let mut s = String::new();
+    s += "## Side by side with the Python peers, and the criterion suites\n\n";
+    s += "Written by `cargo xtask bench` (`xtask/src/bench.rs`); rerunning it replaces this section.\n";
+    s += "Reproduce: `cargo xtask bench --peers` (every criterion suite and the side-by-side run), `cargo xtask bench --peers-only --quick` (the side-by-side smoke run, minutes), `cargo xtask bench --suite cam` (one suite), and `--device cuda` on a machine with a GPU (built with `--features cuda`).\n";
+    s += "The peers run in `target/golden-venv` (the versions pinned in `tools/requirements.txt`), from `tools/bench/peers.py`; gaze runs in its worker `gaze-bench-runner` (`benches/src/bin/`), built in release mode; both load the same random full-size torchvision checkpoints and the same 224×224 input from `target/bench/peers/`.\n";
+    s += "Times on a machine shared with other work drift; the ratio of each pair, timed in alternation, holds better than either time.\n";
+    s += "A quick run uses a handful of samples per method, so its ratios weigh fixed costs (explainer set-up, the peers' Python loops) more than a full run's.\n\n";
+    if tables.is_empty() {
+        s += "No results yet: run `cargo xtask bench`.\n";
+    }
+    for t in tables {
+        s += t;
+        s += "\n";
+    }
+    s
+}
+
+fn replace_section(old: &str, section: &str) -> String {
+    let block = format!("{BEGIN}\n{}{END}", section);
+    match (old.find(BEGIN), old.find(END)) {
+        (Some(b), Some(e)) if e > b => format!("{}{block}{}", &old[..b], &old[e + END.len()..]),
+        _ => format!("{}\n\n{block}\n", old.trim_end()),
+    }
+}
+
+fn run_status(mut cmd: Command, what: &str) -> Result<()> {
+    let status = cmd.status().with_context(|| format!("could not start `{what}`"))?;
+    if !status.success() {
+        bail!("`{what}` failed with {status}");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_section_is_replaced_between_its_markers_and_nothing_else_changes() {
+        let doc = format!("# Benchmarks\n\nHot path prose.\n\n{BEGIN}\nold table\n{END}\n\nAfter.\n");
+        let new = replace_section(&doc, "new table\n");
+        assert_eq!(new, format!("# Benchmarks\n\nHot path prose.\n\n{BEGIN}\nnew table\n{END}\n\nAfter.\n"));
+        // Without markers the section is appended.
+        let appended = replace_section("# Benchmarks\n\nHot path.\n", "t\n");
+        assert_eq!(appended, format!("# Benchmarks\n\nHot path.\n\n{BEGIN}\nt\n{END}\n"));
+        // Running twice gives the same file.
+        assert_eq!(replace_section(&appended, "t\n"), appended);
+    }
+
+    #[test]
+    fn unknown_suites_are_errors_naming_the_valid_ones() {
+        let root = crate::workspace_root();
+        let err = suites(&root, &["nope".into()]).unwrap_err().to_string();
+        assert!(err.contains("`nope`") && err.contains("ops"), "{err}");
+        assert_eq!(suites(&root, &["ops".into()]).unwrap(), ["ops"]);
+        assert!(suites(&root, &[]).unwrap().contains(&"ops".to_string()));
+    }
+
+    #[test]
+    fn medians_of_odd_and_even_counts() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), Some(2.5));
+        assert_eq!(median(&[]), None);
+    }
+
+    #[test]
+    fn the_peers_table_has_a_row_per_method_with_the_ratio() {
+        let side = |m: f64| json!({ "median_s": m, "min_s": m, "max_s": m, "peak_rss_mib": 100.0, "growth_rss_mib": 20.0, "peak_fraction": 0.25 });
+        let report = json!({
+            "suite": "peers", "device": "cpu", "quick": true, "runs": 2, "command": "cargo xtask bench --peers-only --quick",
+            "machine": { "cpu": "Test CPU", "logical_cpus": 2, "physical_cores": 2, "threads": 2, "memory_gib": 4.0 },
+            "matmul": { "gaze": { "median_s": 0.5, "gflops": 34.0 }, "peer": { "median_s": 0.4, "gflops": 43.0 }, "peak_gflops": 43.0 },
+            "rows": [
+                { "model": "vgg16", "method": "gradcam", "label": "x", "gmacs": 20.0, "gaze": side(1.0), "peer": side(3.0), "ratio": 3.0, "l1_rel_diff": 2e-6 },
+                { "model": "vgg16", "method": "occlusion", "label": "y", "gmacs": 70.0, "gaze": { "error": "boom" }, "peer": side(2.0), "ratio": null },
+            ],
+        });
+        let md = markdown(&report);
+        assert!(
+            md.contains(
+                "| vgg16 | gradcam | 1.00 (1.00–1.00) | 3.00 (3.00–3.00) | 3.00 | 100 (+20) | 100 (+20) | 20.0 | 25% | 25% | 2e-6 | x |"
+            ),
+            "{md}"
+        );
+        assert!(md.contains("failed: boom"), "{md}");
+        assert!(md.contains("Test CPU, 2 cores, 2 logical CPUs, 4 GiB memory; 2 threads per side"), "{md}");
+    }
+
+    #[test]
+    fn criterion_files_are_read_back_in_seconds() {
+        let dir = std::env::temp_dir().join(format!("gaze-bench-criterion-{}", std::process::id()));
+        let new = dir.join("group").join("cpu_x").join("new");
+        fs::create_dir_all(&new).unwrap();
+        fs::write(new.join("benchmark.json"), r#"{"full_id": "group/cpu_x"}"#).unwrap();
+        fs::write(new.join("estimates.json"), r#"{"median": {"point_estimate": 2000000.0}}"#).unwrap();
+        fs::write(new.join("sample.json"), r#"{"iters": [1.0, 2.0], "times": [3000000.0, 2000000.0]}"#).unwrap();
+        let mut rows = Vec::new();
+        collect_criterion(&dir, SystemTime::UNIX_EPOCH, &mut rows).unwrap();
+        fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0]["id"], "group/cpu_x");
+        assert!((rows[0]["median_s"].as_f64().unwrap() - 2e-3).abs() < 1e-12);
+        assert!((rows[0]["min_s"].as_f64().unwrap() - 1e-3).abs() < 1e-12);
+        assert!((rows[0]["max_s"].as_f64().unwrap() - 3e-3).abs() < 1e-12);
+        assert_eq!(rows[0]["iterations"], 3.0);
+    }
+}
