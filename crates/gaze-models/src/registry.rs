@@ -24,6 +24,12 @@ pub trait Classifier: TapModel + Send + Sync {
     fn default_layer(&self) -> Option<String> {
         None
     }
+    /// The model described as spatial stages, for occlusion that recomputes only what each window
+    /// changes (`gaze_occlusion::Occlusion::explain_incremental`); `None` where the model has no
+    /// such description (every model but VGG16 for now).
+    fn incremental(&self) -> Option<&dyn gaze_occlusion::Incremental> {
+        None
+    }
 }
 
 /// The architectures gaze knows.
@@ -128,7 +134,12 @@ pub fn load(kind: ModelKind, weights: Option<&Path>, device: &Device) -> Result<
 /// The [`Classifier`] methods of a model with [`ClassNames`](crate::ClassNames).
 macro_rules! imagenet_classifier {
     ($model:ty, $kind:expr, $layer:expr) => {
+        imagenet_classifier!($model, $kind, $layer, {});
+    };
+    ($model:ty, $kind:expr, $layer:expr, { $($extra:item)* }) => {
         impl Classifier for $model {
+            $($extra)*
+
             fn kind(&self) -> ModelKind {
                 $kind
             }
@@ -155,7 +166,11 @@ macro_rules! imagenet_classifier {
 // The default CAM layers are the last convolutional feature maps: VGG16's ReLU after its last
 // convolution (Keras's `block5_conv3`), ResNet's last stage, Xception's `act4` (Keras's
 // `block14_sepconv2_act`).
-imagenet_classifier!(Vgg16, ModelKind::Vgg16, "features.29");
+imagenet_classifier!(Vgg16, ModelKind::Vgg16, "features.29", {
+    fn incremental(&self) -> Option<&dyn gaze_occlusion::Incremental> {
+        Some(self)
+    }
+});
 imagenet_classifier!(ResNet, ModelKind::ResNet50, "layer4");
 imagenet_classifier!(Xception, ModelKind::Xception, "act4");
 

@@ -39,6 +39,10 @@ fn occlusion_matches_captum_on_vgg16_full_and_incremental() {
     let fx = tensors("peers/grad.vgg16.safetensors");
     let ckpt = Checkpoint::open(&fixtures().join("models/vgg16.safetensors"), &Device::Cpu).unwrap();
     let model = Vgg16::from_checkpoint(&ckpt, &Device::Cpu).unwrap();
+    // The command line reaches the description through `Classifier::incremental`.
+    let loaded =
+        gaze_models::load(ModelKind::Vgg16, Some(&fixtures().join("models/vgg16.safetensors")), &Device::Cpu).unwrap();
+    assert!(loaded.incremental().is_some());
     let (x, target) = (&fx["input"], targets(&fx));
     let want = &fx["occlusion.attr"];
     // The description runs the same network as the model.
@@ -63,6 +67,7 @@ fn occlusion_matches_captum_on_resnet50() {
     let model =
         gaze_models::load(ModelKind::ResNet50, Some(&fixtures().join("models/resnet50.safetensors")), &Device::Cpu)
             .unwrap();
+    assert!(model.incremental().is_none());
     let got = Occlusion::new(captum_config()).explain(&*model, &fx["input"], &targets(&fx)).unwrap();
     let err = rel(&got.values, &fx["occlusion.attr"]);
     assert!(err < 1e-4, "{err}");
