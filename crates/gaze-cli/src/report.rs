@@ -398,8 +398,23 @@ impl Page<'_> {
             "<section class=\"intro\">\n<h2>How to read this page</h2>\n<p>Each row is one image. \
              The first column shows the image as the model sees it and the classes the model predicts, with their probabilities. \
              Each other column is an attribution method: a picture of which pixels it says the class depends on. \
-             Warm or bright colours mark what the method finds important; the colour scales are below the table.</p>\n</section>\n",
+             Warm or bright colours mark what the method finds important; the colour scales are below the table.</p>\n",
         );
+        if model.kind().has_embedded_weights() && self.weights.is_none() {
+            let labels: Vec<String> = (0..model.num_classes()).map(|c| label(model, c)).collect();
+            let _ = writeln!(
+                s,
+                "<p class=\"note\">The {} model is a small CNN trained on synthetic pictures of {} shapes ({}). \
+                 On photographs it can only answer with a shape, so its maps show how each method works rather than \
+                 what an ImageNet classifier sees; <code>--model vgg16</code>, <code>resnet50</code> or \
+                 <code>xception</code> explain ImageNet's classes (<code>cargo xtask fetch-weights NAME</code> \
+                 downloads their weights).</p>",
+                esc(model.kind().name()),
+                labels.len(),
+                esc(&labels.join(", "))
+            );
+        }
+        s.push_str("</section>\n");
 
         // The grid: a row per image, a column per method and target.
         s.push_str("<div class=\"scroll\">\n<table class=\"grid\">\n<thead><tr><th>Image and prediction</th>");
@@ -652,7 +667,7 @@ ol.predictions li:first-child { font-weight: 600; }
 .methods td:nth-child(2) { max-width: 34em; }
 .time { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 .note { color: var(--muted); font-size: 12px; }
-code { font: 12px ui-monospace, 'DejaVu Sans Mono', monospace; }
+code { font: 12px ui-monospace, 'DejaVu Sans Mono', monospace; white-space: nowrap; }
 footer { margin-top: 28px; color: var(--muted); font-size: 12px; }
 ";
 
