@@ -78,7 +78,7 @@ impl Substrate {
 
 /// A Gaussian blur of `[N, C, H, W]` with zero padding, as RISE's `conv2d(x, gkern, padding=k//2)`.
 fn blur(inputs: &Tensor, size: usize, sigma: f32) -> Result<Tensor> {
-    if size == 0 || size % 2 == 0 || !(sigma.is_finite() && sigma > 0.0) {
+    if size & 1 == 0 || !(sigma.is_finite() && sigma > 0.0) {
         return Err(Error::InvalidOption {
             option: "blur substrate".into(),
             value: format!("size {size}, sigma {sigma}"),
