@@ -72,7 +72,15 @@ fn check(kind: ModelKind, layers: [&str; 2], peer_ablation_quirk: &[&str]) {
             if method == CamMethod::AblationCam && peer_ablation_quirk.contains(&layer) {
                 continue;
             }
-            let tolerance = if method.is_perturbation() { 1e-4f32.max(8.0 * logit_abs_err) } else { 1e-4 };
+            // Grad-CAM++'s weights are cubic in the gradient, so float32 rounding of the gradient
+            // reaches its maps about three times amplified.
+            let tolerance = if method.is_perturbation() {
+                1e-4f32.max(8.0 * logit_abs_err)
+            } else if method == CamMethod::GradCamPlusPlus {
+                3e-4
+            } else {
+                1e-4
+            };
             for which in ["given", "top"] {
                 let key = format!("{}.{layer}.{which}", method.name());
                 let Some(raw) = peer.get(&format!("{key}.raw")) else {
