@@ -2,12 +2,12 @@
 //! depthwise convolutions, a direct loop; its backward computes only the gradients that are needed.
 
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result as CResult, Shape, Tensor};
-use rayon::prelude::*;
 
 use super::kernel::{dispatch_float, host_fallback, output, slice, Float};
 use super::linear::same_dtype;
-use super::matmul::{matmul, Mat};
+use super::matmul::{matmul, matmul_serial, Mat};
 use super::pool::rank4;
+use super::threads::{self, SharedOut};
 use crate::{Error, Result};
 
 /// The geometry of a 2-D convolution, PyTorch's `Conv2d` arguments.
@@ -94,12 +94,14 @@ struct Geom {
     pw: usize,
     dh: usize,
     dw: usize,
-    /// The most elements an im2col buffer holds; larger outputs are processed in bands of rows.
+    /// The most elements an im2col tile holds: the output is processed in tiles of pixels (and
+    /// the input gradient in bands of rows) small enough to stay in the cache between the copy
+    /// and the multiply.
     cols_budget: usize,
 }
 
-/// The default of [`Geom::cols_budget`]: 4 Mi elements (16 MiB in `f32`).
-const COLS_BUDGET: usize = 1 << 22;
+/// The default of [`Geom::cols_budget`]: 256 Ki elements (1 MiB in `f32`).
+const COLS_BUDGET: usize = 1 << 18;
 
 impl Geom {
     fn new(x: &[usize], weight: &[usize], cfg: Conv2dConfig) -> Result<Self> {
@@ -203,14 +205,6 @@ impl Geom {
         self.cin_g() == 1
     }
 
-    /// The bands of output rows processed at once, each with an im2col buffer within budget.
-    fn bands(&self) -> impl Iterator<Item = (usize, usize)> {
-        let per_row = (self.k() * self.ow).max(1);
-        let rows = (self.cols_budget / per_row).clamp(1, self.oh.max(1));
-        let oh = self.oh;
-        (0..oh).step_by(rows).map(move |r| (r, (r + rows).min(oh)))
-    }
-
     /// The input row read by output row `oy` through kernel row `ki`, if inside the input.
     #[inline]
     fn in_row(&self, oy: usize, ki: usize) -> Option<usize> {
@@ -232,71 +226,101 @@ impl Geom {
         (ox0, ox1, ox0 * self.sw + off - self.pw)
     }
 
-    /// Fills `cols` (`k × band` row-major, `band = (oy1 − oy0) · ow`) with the im2col matrix of
-    /// the group's input channels `x` (`cin_g` planes) for output rows `oy0..oy1`.
-    fn im2col<T: Float>(&self, x: &[T], (oy0, oy1): (usize, usize), cols: &mut [T]) {
-        let band = (oy1 - oy0) * self.ow;
-        let (kh, kw, hw) = (self.kh, self.kw, self.h * self.w);
-        cols.par_chunks_mut(band).enumerate().for_each(|(r, row)| {
+    /// Fills `cols` (`k × (p1 − p0)` row-major) with the im2col matrix of the group's input
+    /// channels `x` (`cin_g` planes) for the output pixels `p0..p1` in row-major order.
+    fn im2col<T: Float>(&self, x: &[T], (p0, p1): (usize, usize), cols: &mut [T]) {
+        let width = p1 - p0;
+        let (kh, kw, hw, ow) = (self.kh, self.kw, self.h * self.w, self.ow);
+        for (r, row) in cols.chunks_exact_mut(width).enumerate() {
             let (c, ki, kj) = (r / (kh * kw), (r / kw) % kh, r % kw);
             let plane = &x[c * hw..(c + 1) * hw];
             let (ox0, ox1, ix0) = self.col_span(kj);
-            for (oy, out) in (oy0..oy1).zip(row.chunks_exact_mut(self.ow)) {
+            let mut p = p0;
+            while p < p1 {
+                let (oy, a) = (p / ow, p % ow);
+                let b = ow.min(a + (p1 - p));
+                let out = &mut row[p - p0..p - p0 + (b - a)];
+                p += b - a;
                 let Some(iy) = self.in_row(oy, ki) else {
                     out.fill(T::ZERO);
                     continue;
                 };
+                let (lo, hi) = (a.max(ox0), b.min(ox1).max(a.max(ox0)));
+                out[..lo - a].fill(T::ZERO);
+                out[hi - a..].fill(T::ZERO);
+                if hi == lo {
+                    continue;
+                }
                 let src = &plane[iy * self.w..(iy + 1) * self.w];
-                out[..ox0].fill(T::ZERO);
-                out[ox1..].fill(T::ZERO);
-                let dst = &mut out[ox0..ox1];
+                let dst = &mut out[lo - a..hi - a];
+                let ix = ix0 + (lo - ox0) * self.sw;
                 if self.sw == 1 {
-                    dst.copy_from_slice(&src[ix0..ix0 + dst.len()]);
+                    dst.copy_from_slice(&src[ix..ix + dst.len()]);
                 } else {
-                    for (d, s) in dst.iter_mut().zip(src[ix0..].iter().step_by(self.sw)) {
+                    for (d, s) in dst.iter_mut().zip(src[ix..].iter().step_by(self.sw)) {
                         *d = *s;
                     }
                 }
             }
-        });
+        }
     }
 
-    /// Adds the im2col-shaped gradient `cols` (as [`im2col`](Geom::im2col) lays it out) back into
-    /// the group's input planes `dx`.
-    fn col2im<T: Float>(&self, cols: &[T], (oy0, oy1): (usize, usize), dx: &mut [T]) {
-        let band = (oy1 - oy0) * self.ow;
-        let (kh, kw, hw) = (self.kh, self.kw, self.h * self.w);
-        dx.par_chunks_mut(hw).zip(cols.par_chunks(kh * kw * band)).for_each(|(plane, rows)| {
-            for (r, row) in rows.chunks_exact(band).enumerate() {
-                let (ki, kj) = (r / kw, r % kw);
-                let (ox0, ox1, ix0) = self.col_span(kj);
-                for (oy, grad) in (oy0..oy1).zip(row.chunks_exact(self.ow)) {
-                    let Some(iy) = self.in_row(oy, ki) else {
-                        continue;
-                    };
-                    let dst = &mut plane[iy * self.w..(iy + 1) * self.w];
-                    let src = &grad[ox0..ox1];
-                    if self.sw == 1 {
-                        for (d, s) in dst[ix0..ix0 + src.len()].iter_mut().zip(src) {
-                            *d += *s;
-                        }
-                    } else {
-                        for (d, s) in dst[ix0..].iter_mut().step_by(self.sw).zip(src) {
-                            *d += *s;
-                        }
+    /// Adds the im2col-shaped gradient `cols` of output rows `oy0..oy1` (for input channels
+    /// `c0..`, `kh · kw` rows each, as [`im2col`](Geom::im2col) lays them out) into the input rows
+    /// `iy0..iy1` of those channels: `dx[c]` is the band of rows `iy0..iy1` of channel `c0 + c`.
+    fn col2im_rows<T: Float>(
+        &self,
+        cols: &[T],
+        (oy0, oy1): (usize, usize),
+        (iy0, iy1): (usize, usize),
+        dx: &mut [&mut [T]],
+    ) {
+        let width = (oy1 - oy0) * self.ow;
+        let (kh, kw) = (self.kh, self.kw);
+        for (r, row) in cols.chunks_exact(width).enumerate() {
+            let (c, ki, kj) = (r / (kh * kw), (r / kw) % kh, r % kw);
+            let (ox0, ox1, ix0) = self.col_span(kj);
+            if ox0 >= ox1 {
+                continue;
+            }
+            let band = &mut *dx[c];
+            for (oy, grad) in (oy0..oy1).zip(row.chunks_exact(self.ow)) {
+                let Some(iy) = self.in_row(oy, ki) else {
+                    continue;
+                };
+                if iy < iy0 || iy >= iy1 {
+                    continue;
+                }
+                let dst = &mut band[(iy - iy0) * self.w..(iy - iy0 + 1) * self.w];
+                let src = &grad[ox0..ox1];
+                if self.sw == 1 {
+                    for (d, s) in dst[ix0..ix0 + src.len()].iter_mut().zip(src) {
+                        *d += *s;
+                    }
+                } else {
+                    for (d, s) in dst[ix0..].iter_mut().step_by(self.sw).zip(src) {
+                        *d += *s;
                     }
                 }
             }
-        });
+        }
+    }
+
+    /// The output rows whose windows reach input rows `iy0..iy1`.
+    fn out_rows_reaching(&self, (iy0, iy1): (usize, usize)) -> (usize, usize) {
+        let reach = (self.kh - 1) * self.dh;
+        let lo = (iy0 + self.ph).saturating_sub(reach).div_ceil(self.sh);
+        let hi = ((iy1 - 1 + self.ph) / self.sh + 1).min(self.oh);
+        (lo.min(hi), hi)
     }
 }
 
 /// Runs `f(out_plane, in_plane, weights)` for each output plane of a direct (one input channel
 /// per group) convolution, in parallel: `weights` is the `kh · kw` kernel of that output channel.
-fn direct_forward<T: Float>(g: &Geom, x: &[T], w: &[T], b: &[T], y: &mut [T]) {
+fn direct_forward<T: Float>(g: &Geom, x: &[T], w: &[T], b: &[T], y: &mut [T]) -> CResult<()> {
     let (hw, p, kk) = (g.h * g.w, g.plane(), g.kh * g.kw);
     let cout_g = g.cout_g();
-    y.par_chunks_mut(p).enumerate().for_each(|(i, out)| {
+    threads::chunks_mut(y, p, y.len() * kk, |i, out| {
         let (n, co) = (i / g.cout, i % g.cout);
         let ci = co / cout_g;
         let plane = &x[(n * g.cin + ci) * hw..(n * g.cin + ci + 1) * hw];
@@ -325,15 +349,16 @@ fn direct_forward<T: Float>(g: &Geom, x: &[T], w: &[T], b: &[T], y: &mut [T]) {
                 }
             }
         }
-    });
+        Ok(())
+    })
 }
 
 /// The input gradient of a direct convolution: each input plane gathers from the output planes
 /// of its group.
-fn direct_input_grad<T: Float>(g: &Geom, dy: &[T], w: &[T], dx: &mut [T]) {
+fn direct_input_grad<T: Float>(g: &Geom, dy: &[T], w: &[T], dx: &mut [T]) -> CResult<()> {
     let (p, kk) = (g.plane(), g.kh * g.kw);
     let cout_g = g.cout_g();
-    dx.par_chunks_mut(g.h * g.w).enumerate().for_each(|(i, plane)| {
+    threads::chunks_mut(dx, g.h * g.w, dy.len() * kk, |i, plane| {
         let (n, ci) = (i / g.cin, i % g.cin);
         for co in ci * cout_g..(ci + 1) * cout_g {
             let grad = &dy[(n * g.cout + co) * p..(n * g.cout + co + 1) * p];
@@ -361,15 +386,16 @@ fn direct_input_grad<T: Float>(g: &Geom, dy: &[T], w: &[T], dx: &mut [T]) {
                 }
             }
         }
-    });
+        Ok(())
+    })
 }
 
 /// The weight gradient of a direct convolution: one kernel per output channel, summed over the
 /// batch.
-fn direct_weight_grad<T: Float>(g: &Geom, x: &[T], dy: &[T], dw: &mut [T]) {
+fn direct_weight_grad<T: Float>(g: &Geom, x: &[T], dy: &[T], dw: &mut [T]) -> CResult<()> {
     let (hw, p, kk) = (g.h * g.w, g.plane(), g.kh * g.kw);
     let cout_g = g.cout_g();
-    dw.par_chunks_mut(kk).enumerate().for_each(|(co, kernel)| {
+    threads::chunks_mut(dw, kk, dy.len() * kk, |co, kernel| {
         let ci = co / cout_g;
         for n in 0..g.n {
             let plane = &x[(n * g.cin + ci) * hw..(n * g.cin + ci + 1) * hw];
@@ -398,105 +424,198 @@ fn direct_weight_grad<T: Float>(g: &Geom, x: &[T], dy: &[T], dw: &mut [T]) {
                 }
             }
         }
-    });
+        Ok(())
+    })
 }
 
+/// One job of a parallel kernel: an image, a group, and two ranges splitting that image's work
+/// (pixels and output channels for the forward pass, input channels and input rows for the input
+/// gradient).
+type Job = (usize, usize, (usize, usize), (usize, usize));
+
+/// Splits `len` into `parts` near-equal ranges, each a multiple of `unit` except the last.
+fn ranges(len: usize, parts: usize, unit: usize) -> Vec<(usize, usize)> {
+    let step = len.div_ceil(parts.max(1)).div_ceil(unit.max(1)).max(1) * unit.max(1);
+    (0..len).step_by(step).map(|lo| (lo, (lo + step).min(len))).collect()
+}
+
+/// How many parts each of `base` independent jobs is split into so that `threads` threads get
+/// an even share: 1 when there are jobs enough.
+fn splits(base: usize, threads: usize) -> usize {
+    if base >= 4 * threads || threads <= 1 {
+        1
+    } else {
+        // Round the total up to a multiple of the thread count.
+        (base.div_ceil(threads) * threads).div_ceil(base).max(threads.div_ceil(base))
+    }
+}
+
+/// The forward convolution: for each image, group and tile of output pixels, the im2col matrix of
+/// the tile (built by the thread that uses it, in a buffer it reuses) times the weights, added to
+/// the bias; a 1×1 convolution multiplies the input itself.
 fn forward<T: Float>(g: &Geom, x: &[T], w: &[T], b: &[T]) -> CResult<Vec<T>> {
+    forward_split(g, threads::count()?, x, w, b)
+}
+
+/// [`forward`] on the pool the caller runs on, its work split for `threads` threads.
+fn forward_split<T: Float>(g: &Geom, threads: usize, x: &[T], w: &[T], b: &[T]) -> CResult<Vec<T>> {
     let p = g.plane();
     let mut y = vec![T::ZERO; g.n * g.cout * p];
     if y.is_empty() {
         return Ok(y);
     }
-    if g.direct() {
-        direct_forward(g, x, w, b, &mut y);
-        return Ok(y);
-    }
-    for (plane, &bias) in y.chunks_exact_mut(p).zip(b.iter().cycle()) {
-        plane.fill(bias);
-    }
-    let (k, cin_g, cout_g, hw) = (g.k(), g.cin_g(), g.cout_g(), g.h * g.w);
-    let mut cols = Vec::new();
-    for n in 0..g.n {
-        for grp in 0..g.groups {
-            let xg = &x[(n * g.cin + grp * cin_g) * hw..(n * g.cin + (grp + 1) * cin_g) * hw];
-            let wg = Mat::rows(&w[grp * cout_g * k..(grp + 1) * cout_g * k], k);
-            let yg = &mut y[(n * g.cout + grp * cout_g) * p..(n * g.cout + (grp + 1) * cout_g) * p];
-            if g.pointwise() {
-                matmul(cout_g, p, k, yg, p, true, wg, Mat::rows(xg, hw))?;
-                continue;
-            }
-            for band in g.bands() {
-                let width = (band.1 - band.0) * g.ow;
-                cols.resize(k * width, T::ZERO);
-                g.im2col(xg, band, &mut cols);
-                let dst = &mut yg[band.0 * g.ow..];
-                matmul(cout_g, width, k, dst, p, true, wg, Mat::rows(&cols, width))?;
-            }
+    {
+        if g.direct() {
+            direct_forward(g, x, w, b, &mut y)?;
+            return Ok(y);
         }
+        let (k, cin_g, cout_g, hw) = (g.k(), g.cin_g(), g.cout_g(), g.h * g.w);
+        let base = g.n * g.groups;
+        let width = if g.pointwise() { p } else { (g.cols_budget / k.max(1)).clamp(16, p.max(16)) };
+        let mut tiles = p.div_ceil(width).max(splits(base, threads).min(p.div_ceil(32)));
+        if base * tiles < 4 * threads && tiles > 1 {
+            tiles = tiles.div_ceil(threads) * threads;
+        }
+        let pixel_tiles = ranges(p, tiles, 16);
+        let row_parts = ranges(cout_g, splits(base * pixel_tiles.len(), threads), 16);
+        let jobs: Vec<Job> = (0..g.n)
+            .flat_map(|n| (0..g.groups).map(move |grp| (n, grp)))
+            .flat_map(|(n, grp)| pixel_tiles.iter().map(move |&t| (n, grp, t)))
+            .flat_map(|(n, grp, t)| row_parts.iter().map(move |&m| (n, grp, t, m)))
+            .collect();
+        let out = SharedOut::new(&mut y);
+        threads::run(jobs.len(), g.n * g.cout * p * k, |j| {
+            let (n, grp, (p0, p1), (m0, m1)) = jobs[j];
+            let co = grp * cout_g;
+            let at = (n * g.cout + co + m0) * p + p0;
+            for (i, &bias) in b[co + m0..co + m1].iter().enumerate() {
+                // SAFETY: this job alone writes rows `m0..m1`, columns `p0..p1` of its group.
+                unsafe { out.slice(at + i * p, p1 - p0)? }.fill(bias);
+            }
+            let wg = Mat::rows(&w[(co + m0) * k..(co + m1) * k], k);
+            let xg = &x[(n * g.cin + grp * cin_g) * hw..(n * g.cin + (grp + 1) * cin_g) * hw];
+            let mnk = (m1 - m0, p1 - p0, k);
+            if g.pointwise() {
+                // SAFETY: as above.
+                return unsafe { out.matmul(at, p, mnk, true, wg, Mat::rows(&xg[p0..], hw)) };
+            }
+            T::with_scratch(k * (p1 - p0), |cols| {
+                g.im2col(xg, (p0, p1), cols);
+                // SAFETY: as above.
+                unsafe { out.matmul(at, p, mnk, true, wg, Mat::rows(cols, p1 - p0)) }
+            })
+        })?;
     }
     Ok(y)
 }
 
+/// The input gradient: for each image, group, block of input channels and band of input rows,
+/// the transposed weights times the output gradient of the rows that reach the band, scattered
+/// back (col2im) into that band only, so that no two threads write the same element; a 1×1
+/// convolution multiplies the output gradient itself.
 fn input_grad<T: Float>(g: &Geom, dy: &[T], w: &[T]) -> CResult<Vec<T>> {
+    input_grad_split(g, threads::count()?, dy, w)
+}
+
+/// [`input_grad`] on the pool the caller runs on, its work split for `threads` threads.
+fn input_grad_split<T: Float>(g: &Geom, threads: usize, dy: &[T], w: &[T]) -> CResult<Vec<T>> {
     let hw = g.h * g.w;
     let mut dx = vec![T::ZERO; g.n * g.cin * hw];
     if dx.is_empty() {
         return Ok(dx);
     }
-    if g.direct() {
-        direct_input_grad(g, dy, w, &mut dx);
-        return Ok(dx);
-    }
-    let (k, p, cin_g, cout_g) = (g.k(), g.plane(), g.cin_g(), g.cout_g());
-    let mut cols = Vec::new();
-    for n in 0..g.n {
-        for grp in 0..g.groups {
-            let dyg = &dy[(n * g.cout + grp * cout_g) * p..(n * g.cout + (grp + 1) * cout_g) * p];
-            let wgt = Mat::transposed(&w[grp * cout_g * k..(grp + 1) * cout_g * k], k);
-            let dxg = &mut dx[(n * g.cin + grp * cin_g) * hw..(n * g.cin + (grp + 1) * cin_g) * hw];
-            if g.pointwise() {
-                matmul(k, p, cout_g, dxg, hw, false, wgt, Mat::rows(dyg, p))?;
-                continue;
-            }
-            for band in g.bands() {
-                let width = (band.1 - band.0) * g.ow;
-                cols.resize(k * width, T::ZERO);
-                let src = Mat { data: &dyg[band.0 * g.ow..], rs: p, cs: 1 };
-                matmul(k, width, cout_g, &mut cols, width, false, wgt, src)?;
-                g.col2im(&cols, band, dxg);
-            }
+    {
+        if g.direct() {
+            direct_input_grad(g, dy, w, &mut dx)?;
+            return Ok(dx);
         }
+        let (k, p, cin_g, cout_g, kk) = (g.k(), g.plane(), g.cin_g(), g.cout_g(), g.kh * g.kw);
+        let base = g.n * g.groups;
+        let parts = splits(base, threads);
+        // Blocks of whole input channels when there are enough of them, bands of rows otherwise.
+        let (chunks, bands) = if cin_g >= 4 * parts {
+            (ranges(cin_g, parts, 1), vec![(0, g.h)])
+        } else {
+            (vec![(0, cin_g)], ranges(g.h, parts, 1))
+        };
+        let jobs: Vec<Job> = (0..g.n)
+            .flat_map(|n| (0..g.groups).map(move |grp| (n, grp)))
+            .flat_map(|(n, grp)| chunks.iter().map(move |&c| (n, grp, c)))
+            .flat_map(|(n, grp, c)| bands.iter().map(move |&r| (n, grp, c, r)))
+            .collect();
+        let out = SharedOut::new(&mut dx);
+        threads::run(jobs.len(), g.n * g.cout * p * k, |j| {
+            let (n, grp, (c0, c1), (iy0, iy1)) = jobs[j];
+            let dyg = &dy[(n * g.cout + grp * cout_g) * p..(n * g.cout + (grp + 1) * cout_g) * p];
+            let wg = &w[grp * cout_g * k..(grp + 1) * cout_g * k];
+            let plane0 = (n * g.cin + grp * cin_g + c0) * hw;
+            if g.pointwise() {
+                // dx[c0..c1, rows iy0..iy1] = Wᵀ[c0..c1, :] · dy[:, rows iy0..iy1].
+                let wgt = Mat { data: &wg[c0..], rs: 1, cs: k };
+                let src = Mat::rows(&dyg[iy0 * g.w..], p);
+                let mnk = (c1 - c0, (iy1 - iy0) * g.w, cout_g);
+                // SAFETY: this job alone writes these channels' rows `iy0..iy1`.
+                return unsafe { out.matmul(plane0 + iy0 * g.w, hw, mnk, false, wgt, src) };
+            }
+            let (oy_lo, oy_hi) = g.out_rows_reaching((iy0, iy1));
+            if oy_lo >= oy_hi {
+                return Ok(());
+            }
+            let rows = (c1 - c0) * kk;
+            let per_band = (g.cols_budget / (rows * g.ow).max(1)).clamp(1, oy_hi - oy_lo);
+            let wgt = Mat { data: &wg[c0 * kk..], rs: 1, cs: k };
+            let mut bands = Vec::with_capacity(c1 - c0);
+            for c in 0..c1 - c0 {
+                // SAFETY: this job alone writes rows `iy0..iy1` of channels `c0..c1`.
+                bands.push(unsafe { out.slice(plane0 + c * hw + iy0 * g.w, (iy1 - iy0) * g.w)? });
+            }
+            T::with_scratch(rows * per_band * g.ow, |cols| {
+                for oy0 in (oy_lo..oy_hi).step_by(per_band) {
+                    let oy1 = (oy0 + per_band).min(oy_hi);
+                    let width = (oy1 - oy0) * g.ow;
+                    let cols = &mut cols[..rows * width];
+                    let src = Mat::rows(&dyg[oy0 * g.ow..], p);
+                    matmul_serial(rows, width, cout_g, cols, width, false, wgt, src)?;
+                    g.col2im_rows(cols, (oy0, oy1), (iy0, iy1), &mut bands);
+                }
+                Ok(())
+            })
+        })?;
     }
     Ok(dx)
 }
 
+/// The weight gradient: the output gradient times the transposed im2col matrix, tile by tile,
+/// each product split over the threads.
 fn weight_grad<T: Float>(g: &Geom, x: &[T], dy: &[T]) -> CResult<Vec<T>> {
     let (k, p, cin_g, cout_g, hw) = (g.k(), g.plane(), g.cin_g(), g.cout_g(), g.h * g.w);
     let mut dw = vec![T::ZERO; g.cout * k];
     if dw.is_empty() {
         return Ok(dw);
     }
-    if g.direct() {
-        direct_weight_grad(g, x, dy, &mut dw);
-        return Ok(dw);
-    }
-    let mut cols = Vec::new();
-    for n in 0..g.n {
-        for grp in 0..g.groups {
-            let xg = &x[(n * g.cin + grp * cin_g) * hw..(n * g.cin + (grp + 1) * cin_g) * hw];
-            let dyg = &dy[(n * g.cout + grp * cout_g) * p..(n * g.cout + (grp + 1) * cout_g) * p];
-            let dwg = &mut dw[grp * cout_g * k..(grp + 1) * cout_g * k];
-            if g.pointwise() {
-                let xt = Mat::transposed(xg, hw);
-                matmul(cout_g, k, p, dwg, k, true, Mat::rows(dyg, p), xt)?;
-                continue;
-            }
-            for band in g.bands() {
-                let width = (band.1 - band.0) * g.ow;
-                cols.resize(k * width, T::ZERO);
-                g.im2col(xg, band, &mut cols);
-                let src = Mat { data: &dyg[band.0 * g.ow..], rs: p, cs: 1 };
-                matmul(cout_g, k, width, dwg, k, true, src, Mat::transposed(&cols, width))?;
+    {
+        if g.direct() {
+            direct_weight_grad(g, x, dy, &mut dw)?;
+            return Ok(dw);
+        }
+        let width = if g.pointwise() { p } else { (g.cols_budget / k.max(1)).clamp(16, p.max(16)) };
+        let mut cols = Vec::new();
+        for n in 0..g.n {
+            for grp in 0..g.groups {
+                let xg = &x[(n * g.cin + grp * cin_g) * hw..(n * g.cin + (grp + 1) * cin_g) * hw];
+                let dyg = &dy[(n * g.cout + grp * cout_g) * p..(n * g.cout + (grp + 1) * cout_g) * p];
+                let dwg = &mut dw[grp * cout_g * k..(grp + 1) * cout_g * k];
+                if g.pointwise() {
+                    let xt = Mat::transposed(xg, hw);
+                    matmul(cout_g, k, p, dwg, k, true, Mat::rows(dyg, p), xt)?;
+                    continue;
+                }
+                for (p0, p1) in ranges(p, p.div_ceil(width), 1) {
+                    cols.resize(k * (p1 - p0), T::ZERO);
+                    g.im2col(xg, (p0, p1), &mut cols);
+                    let src = Mat::rows(&dyg[p0..], p);
+                    matmul(cout_g, k, p1 - p0, dwg, k, true, src, Mat::transposed(&cols, p1 - p0))?;
+                }
             }
         }
     }
@@ -611,39 +730,84 @@ mod tests {
         (0..len).map(|i| ((i as f64 + 1.0) * seed).sin()).collect()
     }
 
-    /// Processing the output in bands of one or two rows gives the same results as one band.
+    /// The convolution written out as its definition: `y`, and the gradients of `Σ y · dy` with
+    /// respect to `x` and `w`.
+    #[allow(clippy::needless_range_loop)]
+    fn naive(g: &Geom, x: &[f64], w: &[f64], b: &[f64], dy: &[f64]) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+        let (cin_g, cout_g) = (g.cin_g(), g.cout_g());
+        let mut y = vec![0.0; g.n * g.cout * g.plane()];
+        let mut dx = vec![0.0; x.len()];
+        let mut dw = vec![0.0; w.len()];
+        for n in 0..g.n {
+            for co in 0..g.cout {
+                let grp = co / cout_g;
+                for oy in 0..g.oh {
+                    for ox in 0..g.ow {
+                        let at = ((n * g.cout + co) * g.oh + oy) * g.ow + ox;
+                        let mut acc = b[co];
+                        for c in 0..cin_g {
+                            let ci = grp * cin_g + c;
+                            for ki in 0..g.kh {
+                                for kj in 0..g.kw {
+                                    let iy = (oy * g.sh + ki * g.dh) as isize - g.ph as isize;
+                                    let ix = (ox * g.sw + kj * g.dw) as isize - g.pw as isize;
+                                    if iy < 0 || ix < 0 || iy >= g.h as isize || ix >= g.w as isize {
+                                        continue;
+                                    }
+                                    let xi = ((n * g.cin + ci) * g.h + iy as usize) * g.w + ix as usize;
+                                    let wi = ((co * cin_g + c) * g.kh + ki) * g.kw + kj;
+                                    acc += w[wi] * x[xi];
+                                    dx[xi] += w[wi] * dy[at];
+                                    dw[wi] += x[xi] * dy[at];
+                                }
+                            }
+                        }
+                        y[at] = acc;
+                    }
+                }
+            }
+        }
+        (y, dx, dw)
+    }
+
+    /// Every way the kernels split their work (tiles of pixels, blocks of output rows, blocks of
+    /// input channels, bands of input rows, for any number of threads) gives the convolution's
+    /// definition.
     #[test]
-    fn bands_of_rows_give_the_same_results_as_one_band() {
-        let configs = [
-            Conv2dConfig::default().padding(1),
-            Conv2dConfig::default().stride_hw((2, 3)).padding_hw((1, 2)).dilation(2),
-            Conv2dConfig::default().stride(2).groups(2),
-            Conv2dConfig::default().stride(2),
+    fn every_split_of_the_work_gives_the_definition() {
+        let cases = [
+            ([2, 4, 11, 8], [6, 4, 3, 2], Conv2dConfig::default().padding(1)),
+            ([1, 4, 11, 8], [6, 4, 3, 2], Conv2dConfig::default().stride_hw((2, 3)).padding_hw((1, 2)).dilation(2)),
+            ([2, 4, 11, 8], [6, 2, 3, 3], Conv2dConfig::default().stride(2).groups(2)),
+            ([1, 3, 13, 9], [5, 3, 3, 3], Conv2dConfig::default().stride(2)),
+            ([1, 20, 9, 7], [40, 20, 1, 1], Conv2dConfig::default()),
+            ([1, 6, 9, 7], [8, 6, 1, 1], Conv2dConfig::default().stride(2)),
+            ([1, 18, 10, 10], [33, 18, 3, 3], Conv2dConfig::default().padding(1)),
+            ([2, 3, 12, 12], [4, 3, 7, 7], Conv2dConfig::default().stride(2).padding(3)),
         ];
-        for cfg in configs {
-            let (x_dims, w_dims) = ([2, 4, 11, 8], [6, 4 / cfg.groups, 3, 2]);
+        for (x_dims, w_dims, cfg) in cases {
             let whole = Geom::new(&x_dims, &w_dims, cfg).unwrap();
             let x = data(x_dims.iter().product(), 0.37);
             let w = data(w_dims.iter().product(), 0.71);
-            let b = data(6, 1.3);
+            let b = data(whole.cout, 1.3);
             let dy = data(whole.n * whole.cout * whole.plane(), 0.53);
-            let reference = (
-                forward(&whole, &x, &w, &b).unwrap(),
-                input_grad(&whole, &dy, &w).unwrap(),
-                weight_grad(&whole, &x, &dy).unwrap(),
-            );
-            for rows in [1, 2] {
-                let banded = Geom { cols_budget: whole.k() * whole.ow * rows, ..whole };
-                assert!(banded.bands().count() > 1);
-                let got = (
-                    forward(&banded, &x, &w, &b).unwrap(),
-                    input_grad(&banded, &dy, &w).unwrap(),
-                    weight_grad(&banded, &x, &dy).unwrap(),
-                );
-                for (a, b) in [(&got.0, &reference.0), (&got.1, &reference.1), (&got.2, &reference.2)] {
-                    assert_eq!(a.len(), b.len());
-                    for (u, v) in a.iter().zip(b.iter()) {
-                        assert!((u - v).abs() < 1e-12, "{cfg:?} in bands of {rows}: {u} vs {v}");
+            let (y, dx, dw) = naive(&whole, &x, &w, &b, &dy);
+            for budget in [COLS_BUDGET, whole.k() * 16, whole.k() * whole.ow, 1] {
+                for threads in [1, 2, 3, 5] {
+                    let g = Geom { cols_budget: budget, ..whole };
+                    let got = (
+                        forward_split(&g, threads, &x, &w, &b).unwrap(),
+                        input_grad_split(&g, threads, &dy, &w).unwrap(),
+                        weight_grad(&g, &x, &dy).unwrap(),
+                    );
+                    for (what, a, e) in [("y", &got.0, &y), ("dx", &got.1, &dx), ("dw", &got.2, &dw)] {
+                        assert_eq!(a.len(), e.len());
+                        for (i, (u, v)) in a.iter().zip(e.iter()).enumerate() {
+                            assert!(
+                                (u - v).abs() < 1e-10,
+                                "{cfg:?} {x_dims:?} budget {budget} threads {threads}: {what}[{i}] {u} vs {v}"
+                            );
+                        }
                     }
                 }
             }

@@ -22,25 +22,79 @@ pub trait Float:
     const ONE: Self;
     const NEG_INFINITY: Self;
     fn exp(self) -> Self;
+
+    /// Runs `f` on a scratch buffer of `len` elements owned by the calling thread and reused
+    /// across calls, so the kernels' temporary matrices cost no allocation and no page faults
+    /// after the first call.
+    /// Its contents on entry are unspecified.
+    fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [Self]) -> R) -> R;
+
+    /// `dst ← a·b (+ dst)` on the calling thread, where `a` is `m × k` with strides
+    /// `(a_rs, a_cs)`, `b` is `k × n` with strides `(b_rs, b_cs)` and `dst` is row-major with
+    /// row stride `dst_rs`.
+    ///
+    /// # Safety
+    /// Every element read or written lies inside its buffer, and `dst` aliases neither operand.
+    unsafe fn gemm_serial(
+        mnk: (usize, usize, usize),
+        dst: *mut Self,
+        dst_rs: usize,
+        accumulate: bool,
+        a: (*const Self, usize, usize),
+        b: (*const Self, usize, usize),
+    );
 }
 
-impl Float for f32 {
-    const ZERO: Self = 0.0;
-    const ONE: Self = 1.0;
-    const NEG_INFINITY: Self = f32::NEG_INFINITY;
-    fn exp(self) -> Self {
-        f32::exp(self)
-    }
+thread_local! {
+    static SCRATCH_F32: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+    static SCRATCH_F64: std::cell::RefCell<Vec<f64>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-impl Float for f64 {
-    const ZERO: Self = 0.0;
-    const ONE: Self = 1.0;
-    const NEG_INFINITY: Self = f64::NEG_INFINITY;
-    fn exp(self) -> Self {
-        f64::exp(self)
-    }
+macro_rules! float_impl {
+    ($t:ident, $scratch:ident, $blas:ident) => {
+        impl Float for $t {
+            const ZERO: Self = 0.0;
+            const ONE: Self = 1.0;
+            const NEG_INFINITY: Self = $t::NEG_INFINITY;
+            fn exp(self) -> Self {
+                $t::exp(self)
+            }
+
+            fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [Self]) -> R) -> R {
+                $scratch.with(|cell| match cell.try_borrow_mut() {
+                    Ok(mut buf) => {
+                        if buf.len() < len {
+                            buf.resize(len, 0.0);
+                        }
+                        f(&mut buf[..len])
+                    }
+                    // A kernel nested in another on the same thread gets a buffer of its own.
+                    Err(_) => f(&mut vec![0.0; len]),
+                })
+            }
+
+            unsafe fn gemm_serial(
+                mnk: (usize, usize, usize),
+                dst: *mut Self,
+                dst_rs: usize,
+                accumulate: bool,
+                a: (*const Self, usize, usize),
+                b: (*const Self, usize, usize),
+            ) {
+                // SAFETY: forwarded from the caller.
+                #[cfg(gaze_openblas)]
+                if unsafe { super::matmul::blas::$blas(mnk, dst, dst_rs, accumulate, a, b) } {
+                    return;
+                }
+                // SAFETY: forwarded from the caller.
+                unsafe { super::matmul::gemm_crate(mnk, dst, dst_rs, accumulate, a, b) }
+            }
+        }
+    };
 }
+
+float_impl!(f32, SCRATCH_F32, sgemm);
+float_impl!(f64, SCRATCH_F64, dgemm);
 
 /// The elements of a contiguous host tensor as a slice.
 pub fn slice<'a, T: WithDType>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [T]> {
@@ -126,4 +180,28 @@ pub(crate) use host_fallback;
 /// Wraps a result vector as host storage with its shape.
 pub fn output<T: WithDType>(data: Vec<T>, shape: impl Into<Shape>) -> Result<(CpuStorage, Shape)> {
     Ok((T::to_cpu_storage_owned(data), shape.into()))
+}
+
+/// Elements per task of the elementwise kernels: below this a thread costs more than it saves.
+const ELEMENTWISE_CHUNK: usize = 1 << 15;
+
+/// `f(x[i])` for every element, on the ops' threads for large inputs.
+pub fn map<T: Float>(x: &[T], f: impl Fn(T) -> T + Sync + Send) -> Result<Vec<T>> {
+    zip_map(x, x, |v, _| f(v))
+}
+
+/// `f(a[i], b[i])` for every element of two slices of the same length, on the ops' threads for
+/// large inputs.
+pub fn zip_map<T: Float>(a: &[T], b: &[T], f: impl Fn(T, T) -> T + Sync + Send) -> Result<Vec<T>> {
+    if a.len() != b.len() {
+        candle_core::bail!("gaze kernel: operands of {} and {} elements", a.len(), b.len());
+    }
+    let chunk = if a.len() < 2 * ELEMENTWISE_CHUNK { a.len() } else { ELEMENTWISE_CHUNK };
+    super::threads::collect(a.len(), chunk, a.len(), |i, out| {
+        let at = i * chunk;
+        for (o, (&a, &b)) in out.iter_mut().zip(a[at..].iter().zip(&b[at..])) {
+            o.write(f(a, b));
+        }
+        Ok(())
+    })
 }

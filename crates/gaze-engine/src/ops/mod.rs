@@ -14,6 +14,19 @@
 //! Kernels run on the host for `f32` and `f64` (the finite-difference tests run in `f64`). On other
 //! devices the op copies its operands to the host and the result back: correct everywhere, fast on
 //! the CPU.
+//!
+//! ## Speed
+//! - Matrix products run on OpenBLAS (the default `openblas` feature, when the build finds
+//!   `libopenblas`) or on the pure-Rust `gemm` crate, always on one thread per call: each kernel
+//!   splits its own work over the threads.
+//! - A convolution builds its im2col matrix one tile of output pixels at a time, in a buffer each
+//!   thread reuses, so the copy stays in the cache for the multiply; a 1×1 convolution multiplies
+//!   its input directly; the input gradient is the transposed weights times the output gradient,
+//!   scattered back (col2im) by bands of input rows that no two threads share; a depthwise
+//!   convolution runs direct loops.
+//! - Max pooling keeps where each window's maximum lies, so its backward pass is a scatter; the
+//!   ReLU's backward pass is one pass over the input and the gradient.
+//! - The threads: see [`num_threads`] and [`set_num_threads`] (`GAZE_NUM_THREADS`).
 
 mod conv;
 mod kernel;
@@ -23,6 +36,7 @@ mod norm;
 mod pool;
 mod relu;
 mod softmax;
+mod threads;
 mod upsample;
 
 pub use conv::{conv2d, Conv2dConfig};
@@ -31,4 +45,5 @@ pub use norm::batch_norm;
 pub use pool::{adaptive_avg_pool2d, avg_pool2d, max_pool2d, Pool2dConfig};
 pub use relu::{relu, ReluMode};
 pub use softmax::softmax_last_dim;
+pub use threads::{num_threads, set_num_threads, NUM_THREADS_VAR};
 pub use upsample::upsample_bilinear2d;

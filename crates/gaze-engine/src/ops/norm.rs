@@ -2,10 +2,10 @@
 //! never get a gradient.
 
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result as CResult, Shape, Tensor};
-use rayon::prelude::*;
 
 use super::kernel::{dispatch_float, host_fallback, output, slice, Float};
 use super::linear::same_dtype;
+use super::threads;
 use crate::{Error, Result};
 
 /// `[N, C, S]`: images, channels, and elements per channel plane.
@@ -42,15 +42,13 @@ impl CustomOp3 for ChannelAffine {
             let x = slice::<T>(s1, l1)?;
             let scale = slice::<T>(s2, l2)?;
             let shift = slice::<T>(s3, l3)?;
-            let mut y = vec![T::ZERO; x.len()];
-            if d.s > 0 {
-                y.par_chunks_mut(d.s).zip(x.par_chunks(d.s)).enumerate().for_each(|(i, (yp, xp))| {
-                    let (a, b) = (scale[i % d.c], shift[i % d.c]);
-                    for (v, &u) in yp.iter_mut().zip(xp) {
-                        *v = u * a + b;
-                    }
-                });
-            }
+            let y = threads::collect(x.len(), d.s, x.len(), |i, yp| {
+                let (a, b) = (scale[i % d.c], shift[i % d.c]);
+                for (v, &u) in yp.iter_mut().zip(&x[i * d.s..]) {
+                    v.write(u * a + b);
+                }
+                Ok(())
+            })?;
             output(y, l1.shape().clone())
         }
         dispatch_float!("batch_norm", s1, run(self.0, (s1, l1), (s2, l2), (s3, l3)))
@@ -102,31 +100,27 @@ impl CustomOp2 for AffineBackward {
             let other = slice::<T>(s2, l2)?;
             match *op {
                 AffineBackward::Input(d) => {
-                    let mut dx = vec![T::ZERO; dy.len()];
-                    if d.s > 0 {
-                        dx.par_chunks_mut(d.s).zip(dy.par_chunks(d.s)).enumerate().for_each(|(i, (dxp, dyp))| {
-                            let a = other[i % d.c];
-                            for (v, &g) in dxp.iter_mut().zip(dyp) {
-                                *v = g * a;
-                            }
-                        });
-                    }
+                    let dx = threads::collect(dy.len(), d.s, dy.len(), |i, dxp| {
+                        let a = other[i % d.c];
+                        for (v, &g) in dxp.iter_mut().zip(&dy[i * d.s..]) {
+                            v.write(g * a);
+                        }
+                        Ok(())
+                    })?;
                     output(dx, l1.shape().clone())
                 }
                 AffineBackward::Scale(d) => {
-                    let ds: Vec<T> = (0..d.c)
-                        .into_par_iter()
-                        .map(|c| {
-                            let mut acc = T::ZERO;
-                            for n in 0..d.n {
-                                let at = (n * d.c + c) * d.s;
-                                for (&g, &x) in dy[at..at + d.s].iter().zip(&other[at..at + d.s]) {
-                                    acc += g * x;
-                                }
+                    let ds: Vec<T> = threads::collect(d.c, 1, dy.len(), |c, out| {
+                        let mut acc = T::ZERO;
+                        for n in 0..d.n {
+                            let at = (n * d.c + c) * d.s;
+                            for (&g, &x) in dy[at..at + d.s].iter().zip(&other[at..at + d.s]) {
+                                acc += g * x;
                             }
-                            acc
-                        })
-                        .collect();
+                        }
+                        out[0].write(acc);
+                        Ok(())
+                    })?;
                     output(ds, d.c)
                 }
             }

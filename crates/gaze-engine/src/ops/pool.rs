@@ -1,9 +1,11 @@
 //! Max, average and adaptive average pooling with PyTorch's forward and backward.
 
+use std::sync::{Arc, Mutex};
+
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result as CResult, Shape, Tensor};
-use rayon::prelude::*;
 
 use super::kernel::{dispatch_float, host_fallback, output, slice, Float};
+use super::threads::{self, SharedOut};
 use crate::{Error, Result};
 
 /// The geometry of a 2-D pooling: window, stride, padding, and PyTorch's rounding options.
@@ -132,6 +134,11 @@ impl Geom {
         (lo, hi.max(lo), padded)
     }
 
+    /// The elements of one window.
+    fn window_len(&self) -> usize {
+        self.cfg.kernel.0 * self.cfg.kernel.1
+    }
+
     fn rows(&self, oy: usize) -> (usize, usize, usize) {
         let c = &self.cfg;
         Self::window(oy, c.kernel.0, c.stride.0, c.padding.0, self.h)
@@ -187,7 +194,18 @@ fn argmax<T: Float>(plane: &[T], w: usize, rows: (usize, usize), cols: (usize, u
     at
 }
 
-struct MaxPool(Geom);
+/// Marks an output whose window lies wholly in the padding, which has no maximum to route to.
+const NO_INPUT: u32 = u32::MAX;
+
+/// Where each output of a max pooling took its value from, as an index in its input plane.
+type Argmax = Arc<Vec<u32>>;
+
+/// Max pooling; its forward pass keeps where each window's maximum lies (an index in its plane,
+/// or [`NO_INPUT`]), so its backward pass is a scatter.
+struct MaxPool {
+    geom: Geom,
+    argmax: Mutex<Option<Argmax>>,
+}
 
 impl CustomOp1 for MaxPool {
     fn name(&self) -> &'static str {
@@ -195,28 +213,47 @@ impl CustomOp1 for MaxPool {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> CResult<(CpuStorage, Shape)> {
-        fn run<T: Float>(g: &Geom, s: &CpuStorage, l: &Layout) -> CResult<(CpuStorage, Shape)> {
+        fn run<T: Float>(g: &Geom, s: &CpuStorage, l: &Layout) -> CResult<((CpuStorage, Shape), Option<Argmax>)> {
             let x = slice::<T>(s, l)?;
-            let mut y = vec![T::ZERO; g.planes * g.oh * g.ow];
-            if g.oh * g.ow > 0 {
-                y.par_chunks_mut(g.oh * g.ow).zip(x.par_chunks(g.h * g.w)).for_each(|(yp, xp)| {
+            let (hw, p) = (g.h * g.w, g.oh * g.ow);
+            let mut y = vec![T::ZERO; g.planes * p];
+            // Planes too large for 32-bit indices are pooled without keeping them.
+            let keep = hw < NO_INPUT as usize;
+            let mut at = vec![NO_INPUT; if keep { g.planes * p } else { 0 }];
+            if p > 0 {
+                let pool_plane = |(yp, xp, ap): (&mut [T], &[T], Option<&mut [u32]>)| {
+                    let mut ap = ap;
                     for oy in 0..g.oh {
                         let (r0, r1, _) = g.rows(oy);
                         for ox in 0..g.ow {
                             let (c0, c1, _) = g.cols(ox);
-                            yp[oy * g.ow + ox] = if r0 < r1 && c0 < c1 {
-                                xp[argmax(xp, g.w, (r0, r1), (c0, c1))]
+                            let o = oy * g.ow + ox;
+                            if r0 < r1 && c0 < c1 {
+                                let i = argmax(xp, g.w, (r0, r1), (c0, c1));
+                                yp[o] = xp[i];
+                                if let Some(ap) = ap.as_deref_mut() {
+                                    ap[o] = i as u32;
+                                }
                             } else {
-                                T::NEG_INFINITY
-                            };
+                                yp[o] = T::NEG_INFINITY;
+                            }
                         }
                     }
-                });
+                };
+                let indices = SharedOut::new(&mut at);
+                threads::chunks_mut(&mut y, p, g.planes * p * g.window_len(), |i, yp| {
+                    // SAFETY: plane `i` of the indices is written by this job only.
+                    let ap = if keep { Some(unsafe { indices.slice(i * p, p)? }) } else { None };
+                    pool_plane((yp, &x[i * hw..(i + 1) * hw], ap));
+                    Ok(())
+                })?;
             }
             let d = l.dims();
-            output(y, (d[0], d[1], g.oh, g.ow))
+            Ok((output(y, (d[0], d[1], g.oh, g.ow))?, keep.then(|| Arc::new(at))))
         }
-        dispatch_float!("max_pool2d", s, run(&self.0, s, l))
+        let (out, at) = dispatch_float!("max_pool2d", s, run(&self.geom, s, l))?;
+        *self.argmax.lock().unwrap_or_else(|e| e.into_inner()) = at;
+        Ok(out)
     }
 
     host_fallback!(op1);
@@ -226,8 +263,52 @@ impl CustomOp1 for MaxPool {
             return Ok(None);
         }
         let grad = grad.contiguous()?;
-        Ok(Some(arg.apply_op2_no_bwd(&grad, &MaxPoolBackward(self.0))?))
+        let kept = self.argmax.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        match kept {
+            Some(argmax) => Ok(Some(grad.apply_op1_no_bwd(&MaxPoolScatter { geom: self.geom, argmax })?)),
+            None => Ok(Some(arg.apply_op2_no_bwd(&grad, &MaxPoolBackward(self.geom))?)),
+        }
     }
+}
+
+/// The gradient of max pooling from the kept indices: `dy ↦ dx`, each output's gradient added
+/// to the input element it came from.
+struct MaxPoolScatter {
+    geom: Geom,
+    argmax: Argmax,
+}
+
+impl CustomOp1 for MaxPoolScatter {
+    fn name(&self) -> &'static str {
+        "gaze-max-pool2d-scatter"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> CResult<(CpuStorage, Shape)> {
+        fn run<T: Float>(g: &Geom, argmax: &[u32], s: &CpuStorage, l: &Layout) -> CResult<(CpuStorage, Shape)> {
+            let dy = slice::<T>(s, l)?;
+            let (hw, p) = (g.h * g.w, g.oh * g.ow);
+            if dy.len() != g.planes * p || argmax.len() != dy.len() {
+                candle_core::bail!("max_pool2d backward: gradient shape {:?}", l.dims());
+            }
+            let mut dx = vec![T::ZERO; g.planes * hw];
+            if p > 0 {
+                threads::chunks_mut(&mut dx, hw, dy.len(), |i, dxp| {
+                    let (dyp, ap) = (&dy[i * p..(i + 1) * p], &argmax[i * p..(i + 1) * p]);
+                    for (&at, &d) in ap.iter().zip(dyp) {
+                        if let Some(v) = dxp.get_mut(at as usize) {
+                            *v += d;
+                        }
+                    }
+                    Ok(())
+                })?;
+            }
+            let d = l.dims();
+            output(dx, (d[0], d[1], g.h, g.w))
+        }
+        dispatch_float!("max_pool2d backward", s, run(&self.geom, &self.argmax, s, l))
+    }
+
+    host_fallback!(op1);
 }
 
 /// The gradient of max pooling: `(x, dy) ↦ dx`, each window's gradient to its first maximum.
@@ -253,19 +334,20 @@ impl CustomOp2 for MaxPoolBackward {
             }
             let mut dx = vec![T::ZERO; x.len()];
             if g.oh * g.ow > 0 {
-                dx.par_chunks_mut(g.h * g.w).zip(x.par_chunks(g.h * g.w)).zip(dy.par_chunks(g.oh * g.ow)).for_each(
-                    |((dxp, xp), dyp)| {
-                        for oy in 0..g.oh {
-                            let (r0, r1, _) = g.rows(oy);
-                            for ox in 0..g.ow {
-                                let (c0, c1, _) = g.cols(ox);
-                                if r0 < r1 && c0 < c1 {
-                                    dxp[argmax(xp, g.w, (r0, r1), (c0, c1))] += dyp[oy * g.ow + ox];
-                                }
+                let (hw, p) = (g.h * g.w, g.oh * g.ow);
+                threads::chunks_mut(&mut dx, hw, dy.len() * g.window_len(), |i, dxp| {
+                    let (xp, dyp) = (&x[i * hw..(i + 1) * hw], &dy[i * p..(i + 1) * p]);
+                    for oy in 0..g.oh {
+                        let (r0, r1, _) = g.rows(oy);
+                        for ox in 0..g.ow {
+                            let (c0, c1, _) = g.cols(ox);
+                            if r0 < r1 && c0 < c1 {
+                                dxp[argmax(xp, g.w, (r0, r1), (c0, c1))] += dyp[oy * g.ow + ox];
                             }
                         }
-                    },
-                );
+                    }
+                    Ok(())
+                })?;
             }
             output(dx, l1.shape().clone())
         }
@@ -298,7 +380,8 @@ impl CustomOp1 for AvgPool {
             let x = slice::<T>(s, l)?;
             let mut y = vec![T::ZERO; g.planes * g.oh * g.ow];
             if g.oh * g.ow > 0 {
-                y.par_chunks_mut(g.oh * g.ow).zip(x.par_chunks(g.h * g.w)).for_each(|(yp, xp)| {
+                threads::chunks_mut(&mut y, g.oh * g.ow, x.len() * g.window_len(), |i, yp| {
+                    let xp = &x[i * (g.h * g.w)..(i + 1) * (g.h * g.w)];
                     for oy in 0..g.oh {
                         for ox in 0..g.ow {
                             let ((r0, r1), (c0, c1), div) = g.avg_window(oy, ox);
@@ -314,7 +397,8 @@ impl CustomOp1 for AvgPool {
                             yp[oy * g.ow + ox] = sum / T::from_f64(div as f64);
                         }
                     }
-                });
+                    Ok(())
+                })?;
             }
             let d = l.dims();
             output(y, (d[0], d[1], g.oh, g.ow))
@@ -347,7 +431,8 @@ impl CustomOp1 for AvgPoolBackward {
             let dy = slice::<T>(s, l)?;
             let mut dx = vec![T::ZERO; g.planes * g.h * g.w];
             if g.oh * g.ow > 0 {
-                dx.par_chunks_mut(g.h * g.w).zip(dy.par_chunks(g.oh * g.ow)).for_each(|(dxp, dyp)| {
+                threads::chunks_mut(&mut dx, g.h * g.w, dy.len() * g.window_len(), |i, dxp| {
+                    let dyp = &dy[i * (g.oh * g.ow)..(i + 1) * (g.oh * g.ow)];
                     for oy in 0..g.oh {
                         for ox in 0..g.ow {
                             let ((r0, r1), (c0, c1), div) = g.avg_window(oy, ox);
@@ -362,7 +447,8 @@ impl CustomOp1 for AvgPoolBackward {
                             }
                         }
                     }
-                });
+                    Ok(())
+                })?;
             }
             let d = l.dims();
             output(dx, (d[0], d[1], g.h, g.w))
@@ -379,7 +465,7 @@ impl CustomOp1 for AvgPoolBackward {
 /// overlap.
 pub fn max_pool2d(x: &Tensor, cfg: Pool2dConfig) -> Result<Tensor> {
     let geom = Geom::new("max_pool2d", x.dims(), cfg)?;
-    Ok(x.contiguous()?.apply_op1(MaxPool(geom))?)
+    Ok(x.contiguous()?.apply_op1(MaxPool { geom, argmax: Mutex::new(None) })?)
 }
 
 /// Average pooling of `x: [N, C, H, W]` as PyTorch's `avg_pool2d`: zero padding, `ceil_mode`,
@@ -419,7 +505,8 @@ impl CustomOp1 for AdaptiveAvgPool {
         fn run<T: Float>(a: &Adaptive, s: &CpuStorage, l: &Layout) -> CResult<(CpuStorage, Shape)> {
             let x = slice::<T>(s, l)?;
             let mut y = vec![T::ZERO; a.planes * a.oh * a.ow];
-            y.par_chunks_mut(a.oh * a.ow).zip(x.par_chunks(a.h * a.w)).for_each(|(yp, xp)| {
+            threads::chunks_mut(&mut y, a.oh * a.ow, x.len(), |i, yp| {
+                let xp = &x[i * (a.h * a.w)..(i + 1) * (a.h * a.w)];
                 for oy in 0..a.oh {
                     let (r0, r1) = Adaptive::range(oy, a.h, a.oh);
                     for ox in 0..a.ow {
@@ -433,7 +520,8 @@ impl CustomOp1 for AdaptiveAvgPool {
                         yp[oy * a.ow + ox] = sum / T::from_f64(((r1 - r0) * (c1 - c0)) as f64);
                     }
                 }
-            });
+                Ok(())
+            })?;
             let d = l.dims();
             output(y, (d[0], d[1], a.oh, a.ow))
         }
@@ -462,7 +550,8 @@ impl CustomOp1 for AdaptiveAvgPoolBackward {
         fn run<T: Float>(a: &Adaptive, s: &CpuStorage, l: &Layout) -> CResult<(CpuStorage, Shape)> {
             let dy = slice::<T>(s, l)?;
             let mut dx = vec![T::ZERO; a.planes * a.h * a.w];
-            dx.par_chunks_mut(a.h * a.w).zip(dy.par_chunks(a.oh * a.ow)).for_each(|(dxp, dyp)| {
+            threads::chunks_mut(&mut dx, a.h * a.w, dy.len().max(a.planes * a.h * a.w), |i, dxp| {
+                let dyp = &dy[i * (a.oh * a.ow)..(i + 1) * (a.oh * a.ow)];
                 for oy in 0..a.oh {
                     let (r0, r1) = Adaptive::range(oy, a.h, a.oh);
                     for ox in 0..a.ow {
@@ -475,7 +564,8 @@ impl CustomOp1 for AdaptiveAvgPoolBackward {
                         }
                     }
                 }
-            });
+                Ok(())
+            })?;
             let d = l.dims();
             output(dx, (d[0], d[1], a.h, a.w))
         }

@@ -1,6 +1,6 @@
-use candle_core::{CpuStorage, CustomOp1, Layout, Result as CResult, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result as CResult, Shape, Tensor};
 
-use super::kernel::{dispatch_float, host_fallback, output, slice, Float};
+use super::kernel::{dispatch_float, host_fallback, map, output, slice, zip_map, Float};
 use crate::Result;
 
 /// The backward rule of a ReLU.
@@ -28,8 +28,7 @@ impl CustomOp1 for Relu {
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> CResult<(CpuStorage, Shape)> {
         fn run<T: Float>(s: &CpuStorage, l: &Layout) -> CResult<(CpuStorage, Shape)> {
-            let x = slice::<T>(s, l)?;
-            let y: Vec<T> = x.iter().map(|&v| if v > T::ZERO { v } else { T::ZERO }).collect();
+            let y = map(slice::<T>(s, l)?, |v| if v > T::ZERO { v } else { T::ZERO })?;
             output(y, l.shape().clone())
         }
         dispatch_float!("relu", s, run(s, l))
@@ -38,13 +37,41 @@ impl CustomOp1 for Relu {
     host_fallback!(op1);
 
     fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> CResult<Option<Tensor>> {
-        let g = match self.0 {
-            ReluMode::Normal => (grad * arg.gt(0.0)?.to_dtype(grad.dtype())?)?,
-            ReluMode::Guided => (grad.relu()? * arg.gt(0.0)?.to_dtype(grad.dtype())?)?,
-            ReluMode::Deconvnet => grad.relu()?,
-        };
-        Ok(Some(g))
+        if !arg.track_op() {
+            return Ok(None);
+        }
+        let grad = grad.contiguous()?;
+        Ok(Some(arg.apply_op2_no_bwd(&grad, &ReluBackward(self.0))?))
     }
+}
+
+/// The gradient of [`Relu`]: `(x, g) ↦ dx` by the rule of the mode, in one pass over both.
+struct ReluBackward(ReluMode);
+
+impl CustomOp2 for ReluBackward {
+    fn name(&self) -> &'static str {
+        "gaze-relu-backward"
+    }
+
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> CResult<(CpuStorage, Shape)> {
+        fn run<T: Float>(
+            mode: ReluMode,
+            (s1, l1): (&CpuStorage, &Layout),
+            (s2, l2): (&CpuStorage, &Layout),
+        ) -> CResult<(CpuStorage, Shape)> {
+            let (x, g) = (slice::<T>(s1, l1)?, slice::<T>(s2, l2)?);
+            let pos = |v: T| if v > T::ZERO { v } else { T::ZERO };
+            let dx = match mode {
+                ReluMode::Normal => zip_map(x, g, |x, g| if x > T::ZERO { g } else { T::ZERO })?,
+                ReluMode::Guided => zip_map(x, g, |x, g| if x > T::ZERO { pos(g) } else { T::ZERO })?,
+                ReluMode::Deconvnet => map(g, pos)?,
+            };
+            output(dx, l1.shape().clone())
+        }
+        dispatch_float!("relu backward", s1, run(self.0, (s1, l1), (s2, l2)))
+    }
+
+    host_fallback!(op2);
 }
 
 /// `max(x, 0)` with the backward rule of `mode`.

@@ -1,10 +1,10 @@
 //! Bilinear resizing exactly as PyTorch's `interpolate(mode="bilinear")`, with its gradient.
 
 use candle_core::{CpuStorage, CustomOp1, Layout, Result as CResult, Shape, Tensor};
-use rayon::prelude::*;
 
 use super::kernel::{dispatch_float, host_fallback, output, slice, Float};
 use super::pool::rank4;
+use super::threads;
 use crate::{Error, Result};
 
 /// A validated resize of `planes` planes from `h × w` to `oh × ow`.
@@ -83,14 +83,16 @@ impl CustomOp1 for Bilinear {
             let ty = taps::<T>(g.h, g.oh, g.align_corners);
             let tx = taps::<T>(g.w, g.ow, g.align_corners);
             let mut y = vec![T::ZERO; g.planes * g.oh * g.ow];
-            y.par_chunks_mut(g.oh * g.ow).zip(x.par_chunks(g.h * g.w)).for_each(|(yp, xp)| {
+            threads::chunks_mut(&mut y, g.oh * g.ow, 4 * g.planes * g.oh * g.ow, |i, yp| {
+                let xp = &x[i * (g.h * g.w)..(i + 1) * (g.h * g.w)];
                 for (row, a) in yp.chunks_exact_mut(g.ow).zip(&ty) {
                     let (r0, r1) = (&xp[a.i0 * g.w..][..g.w], &xp[a.i1 * g.w..][..g.w]);
                     for (v, b) in row.iter_mut().zip(&tx) {
                         *v = a.l0 * (b.l0 * r0[b.i0] + b.l1 * r0[b.i1]) + a.l1 * (b.l0 * r1[b.i0] + b.l1 * r1[b.i1]);
                     }
                 }
-            });
+                Ok(())
+            })?;
             let d = l.dims();
             output(y, (d[0], d[1], g.oh, g.ow))
         }
@@ -123,7 +125,8 @@ impl CustomOp1 for BilinearBackward {
             let ty = taps::<T>(g.h, g.oh, g.align_corners);
             let tx = taps::<T>(g.w, g.ow, g.align_corners);
             let mut dx = vec![T::ZERO; g.planes * g.h * g.w];
-            dx.par_chunks_mut(g.h * g.w).zip(dy.par_chunks(g.oh * g.ow)).for_each(|(dxp, dyp)| {
+            threads::chunks_mut(&mut dx, g.h * g.w, 4 * dy.len(), |i, dxp| {
+                let dyp = &dy[i * (g.oh * g.ow)..(i + 1) * (g.oh * g.ow)];
                 for (row, a) in dyp.chunks_exact(g.ow).zip(&ty) {
                     for (&d, b) in row.iter().zip(&tx) {
                         let (top, bottom) = (a.l0 * d, a.l1 * d);
@@ -133,7 +136,8 @@ impl CustomOp1 for BilinearBackward {
                         dxp[a.i1 * g.w + b.i1] += b.l1 * bottom;
                     }
                 }
-            });
+                Ok(())
+            })?;
             let d = l.dims();
             output(dx, (d[0], d[1], g.h, g.w))
         }
