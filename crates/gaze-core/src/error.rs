@@ -59,9 +59,9 @@ pub enum Error {
 
     /// A file-system error, with the path it concerns.
     ///
-    /// The I/O error is the [`source`](std::error::Error::source), not part of the message, so that
-    /// a report of the chain (anyhow's `{:#}`) names it once.
-    #[error("cannot access {path}")]
+    /// The message names the I/O error too, so that a library user printing only the error sees
+    /// why; it is also the [`source`](std::error::Error::source).
+    #[error("cannot access {path}: {source}")]
     Io {
         path: PathBuf,
         source: std::io::Error,
