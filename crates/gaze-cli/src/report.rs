@@ -12,6 +12,10 @@
 //! same maps as its images one by one, so nothing changes but the bar.
 //! The targets are fixed once for all methods from one forward pass, so every column explains the
 //! same classes.
+//! Every method runs with its defaults; expected gradients take their background from
+//! `--background`, or else from the report's own images.
+//! Nothing is written until every method has run, and a failure while writing removes what the run
+//! wrote.
 //!
 //! Pictures of a small input are drawn at a readable size: the base image is resized from the
 //! original file to the [`display_size`] of the model input (the demo model's 64×64 input is drawn at
@@ -57,6 +61,10 @@ pub struct Args {
     /// How many of the model's top classes to list under each image.
     #[arg(long, default_value_t = 5, value_name = "K")]
     pub predictions: usize,
+    /// Expected gradients: the background images (files or folders); default: the report's own
+    /// images, as SHAP's notebook draws its background from the images it explains.
+    #[arg(long, value_name = "FILE")]
+    pub background: Vec<PathBuf>,
     /// The folder to write the page and its pictures into (created if needed).
     #[arg(long, default_value = "gaze-report")]
     pub out: PathBuf,
@@ -97,7 +105,7 @@ struct MethodResult {
 
 struct Cell {
     file: String,
-    size: (u32, u32),
+    picture: RgbaImage,
     class: usize,
     score: Option<f32>,
 }
@@ -146,7 +154,6 @@ pub fn run(args: Args) -> Result<()> {
     let opts = WriteOptions { overwrite: args.overwrite };
     refuse_existing(dir, &rows, &methods, opts)?;
 
-    let options = MethodOptions::default();
     let steps = (methods.len() * rows.len()) as u64;
     let bar = crate::progress::bar(steps, "report");
     let mut results = Vec::with_capacity(methods.len());
@@ -167,11 +174,12 @@ pub fn run(args: Args) -> Result<()> {
                 stems: vec![row.stem.clone()],
                 images: vec![displays[n].clone()],
             };
+            let options = options_for(method, &args);
             let ctx = Context {
                 model,
                 batch: &one,
                 target: Target::per_image_lists(vec![row.targets.clone()]).with_score(score.clone()),
-                layers: model.default_layer().into_iter().collect(),
+                layers: if method.takes_default_layer() { model.default_layer().into_iter().collect() } else { vec![] },
                 options: &options,
             };
             let explanation =
@@ -183,33 +191,80 @@ pub fn run(args: Args) -> Result<()> {
                 result.scale = explanation.picture.scale();
                 result.columns = explanation.attribution.targets_per_image();
             }
-            result.cells.push(write_cells(dir, opts, method, row, &explanation.attribution, pictures)?);
+            result.cells.push(cells(method, row, &explanation.attribution, pictures)?);
             bar.inc(1);
         }
         results.push(result);
     }
     bar.finish_and_clear();
 
-    for (n, row) in rows.iter().enumerate() {
-        save_png(&dir.join(&row.file), &displays[n], opts)?;
-    }
-    let mut scales: Vec<(String, String, (u32, u32))> = Vec::new();
+    let mut scales: Vec<(String, String, RgbaImage)> = Vec::new();
     for result in &results {
         if let Some((name, bar)) = &result.scale {
             if scales.iter().any(|(n, _, _)| n == name) {
                 continue;
             }
-            let file = format!("colorbar.{name}.png");
-            let picture = colorbar(bar, 320, &FigureStyle::default())?;
-            save_png(&dir.join(&file), &picture, opts)?;
-            scales.push((name.clone(), file, picture.dimensions()));
+            let picture = colorbar(bar, 400, &FigureStyle::default())?;
+            scales.push((name.clone(), format!("colorbar.{name}.png"), picture));
         }
     }
     let page = Page { model, weights: args.model.weights.as_deref(), target: &target, rows: &rows, results: &results };
     let html = page.html(&scales);
+
+    // Everything is computed: only now are files written, the page last, and a failure removes
+    // what this run wrote, so an error never leaves half a report.
+    let mut written = Vec::new();
+    let outcome = write_all(dir, opts, &rows, &displays, &results, &scales, &html, &mut written);
+    if outcome.is_err() {
+        for path in &written {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+    outcome?;
+    println!("wrote {}", dir.join("index.html").display());
+    Ok(())
+}
+
+/// The method options the report runs `method` with: the defaults, and for expected gradients the
+/// background (`--background`, or the report's own images).
+fn options_for(method: Method, args: &Args) -> MethodOptions {
+    let mut options = MethodOptions::default();
+    if method.name() == "expected-gradients" {
+        options.background = if args.background.is_empty() { args.images.clone() } else { args.background.clone() };
+    }
+    options
+}
+
+/// Writes the pictures, the colour bars and then the page, recording each file written.
+#[allow(clippy::too_many_arguments)]
+fn write_all(
+    dir: &Path,
+    opts: WriteOptions,
+    rows: &[Row],
+    displays: &[RgbImage],
+    results: &[MethodResult],
+    scales: &[(String, String, RgbaImage)],
+    html: &str,
+    written: &mut Vec<PathBuf>,
+) -> Result<()> {
+    for (row, display) in rows.iter().zip(displays) {
+        let path = dir.join(&row.file);
+        save_png(&path, display, opts)?;
+        written.push(path);
+    }
+    for cell in results.iter().flat_map(|r| r.cells.iter().flatten()) {
+        let path = dir.join(&cell.file);
+        save_png(&path, &cell.picture, opts)?;
+        written.push(path);
+    }
+    for (_, file, picture) in scales {
+        let path = dir.join(file);
+        save_png(&path, picture, opts)?;
+        written.push(path);
+    }
     let index = dir.join("index.html");
     write_atomic(&index, opts, |w| std::io::Write::write_all(w, html.as_bytes()))?;
-    println!("wrote {}", index.display());
+    written.push(index);
     Ok(())
 }
 
@@ -321,14 +376,9 @@ fn settings(attribution: &Attribution) -> BTreeMap<String, String> {
     settings
 }
 
-fn write_cells(
-    dir: &Path,
-    opts: WriteOptions,
-    method: Method,
-    row: &Row,
-    attribution: &Attribution,
-    pictures: Vec<Vec<RgbaImage>>,
-) -> Result<Vec<Cell>> {
+/// The cells of one image's row for `method`: one picture per target, named as `gaze explain`
+/// names them.
+fn cells(method: Method, row: &Row, attribution: &Attribution, pictures: Vec<Vec<RgbaImage>>) -> Result<Vec<Cell>> {
     let scores: Option<Vec<f32>> = match &attribution.scores {
         Some(s) => Some(s.to_dtype(DType::F32)?.get(0)?.to_vec1::<f32>()?),
         None => None,
@@ -337,13 +387,7 @@ fn write_cells(
     for (t, picture) in pictures.into_iter().next().unwrap_or_default().into_iter().enumerate() {
         let class = attribution.targets[0][t];
         let file = picture_name(&row.stem, method, class);
-        save_png(&dir.join(&file), &picture, opts)?;
-        cells.push(Cell {
-            file,
-            size: picture.dimensions(),
-            class,
-            score: scores.as_ref().and_then(|s| s.get(t).copied()),
-        });
+        cells.push(Cell { file, picture, class, score: scores.as_ref().and_then(|s| s.get(t).copied()) });
     }
     Ok(cells)
 }
@@ -358,7 +402,7 @@ struct Page<'a> {
 }
 
 impl Page<'_> {
-    fn html(&self, scales: &[(String, String, (u32, u32))]) -> String {
+    fn html(&self, scales: &[(String, String, RgbaImage)]) -> String {
         let model = self.model;
         let [c, h, w] = model.input_shape();
         let weights = match self.weights {
@@ -466,8 +510,8 @@ impl Page<'_> {
                                 s,
                                 "<td><figure><img src=\"{}\" width=\"{}\" height=\"{}\" alt=\"{}\"><figcaption>{} <span class=\"class\">({})</span>{}</figcaption></figure></td>",
                                 url(&cell.file),
-                                cell.size.0,
-                                cell.size.1,
+                                cell.picture.width(),
+                                cell.picture.height(),
                                 esc(&alt),
                                 esc(&label(model, cell.class)),
                                 cell.class,
@@ -485,7 +529,8 @@ impl Page<'_> {
         // The colour scales.
         if !scales.is_empty() {
             s.push_str("<section class=\"legend\">\n<h2>Colour scales</h2>\n<div class=\"scales\">\n");
-            for (name, file, (bw, bh)) in scales {
+            for (name, file, picture) in scales {
+                let (bw, bh) = picture.dimensions();
                 let users: Vec<&str> = self
                     .results
                     .iter()

@@ -91,7 +91,7 @@ fn the_report_loads_in_a_browser_without_errors() {
     let o = gaze(&[
         "report",
         "--methods",
-        "gradcam,saliency,guided-backprop",
+        "gradcam,saliency,expected-gradients,occlusion",
         "--top",
         "2",
         "--out",
@@ -105,8 +105,9 @@ fn the_report_loads_in_a_browser_without_errors() {
     // The page is self-contained: every picture is a file beside it, nothing comes from a server.
     assert!(!html.contains("http://") && !html.contains("https://"), "the page names a web address");
     let srcs = sources(&html);
-    // Two images, three methods with two targets each, two colour scales (overlay and grayscale).
-    assert_eq!(srcs.len(), 2 + 2 * 3 * 2 + 2, "{srcs:?}");
+    // Two images, four methods with two targets each, and a colour scale for each kind of picture
+    // (overlay, grayscale, SHAP, heat map).
+    assert_eq!(srcs.len(), 2 + 2 * 4 * 2 + 4, "{srcs:?}");
     for src in &srcs {
         assert!(!src.contains('/') && !src.contains(':'), "{src} is not a file in the folder");
         let picture = image::open(dir.join(src)).unwrap_or_else(|e| panic!("{src}: {e}"));
@@ -168,6 +169,28 @@ fn an_existing_report_is_kept_unless_overwrite_is_given() {
     assert_eq!(std::fs::metadata(dir.join("index.html")).unwrap().modified().unwrap(), first);
     let o = gaze(&[&args[..], &["--overwrite"]].concat());
     assert!(o.status.success(), "{}", stderr(&o));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_failing_method_leaves_no_files_behind() {
+    let dir = outdir("half");
+    let out = dir.to_str().unwrap();
+    let o = gaze(&[
+        "report",
+        "--methods",
+        "gradcam,expected-gradients",
+        "--background",
+        "assets/images/no-such-image.png",
+        "--out",
+        out,
+        "assets/images/coffee.png",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("no-such-image.png"), "{}", stderr(&o));
+    let left: Vec<_> =
+        std::fs::read_dir(&dir).map(|d| d.flatten().map(|e| e.file_name()).collect()).unwrap_or_default();
+    assert!(left.is_empty(), "{left:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
