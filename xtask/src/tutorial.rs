@@ -46,8 +46,9 @@ use gaze_smoothgrad::{Noise, SmoothGrad};
 
 /// The command line's lookup of weights in the hub cache, compiled here too so that the tutorial
 /// finds exactly what `gaze` finds.
+/// (`fetch` compiles the same file for its own check; each keeps its own copy.)
 #[path = "../../crates/gaze-cli/src/weights.rs"]
-#[allow(dead_code)]
+#[allow(dead_code, clippy::duplicate_mod)]
 mod cli_weights;
 
 /// The options of `cargo xtask tutorial`.
