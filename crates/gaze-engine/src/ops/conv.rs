@@ -3,7 +3,7 @@
 
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result as CResult, Shape, Tensor};
 
-use super::kernel::{dispatch_float, host_fallback, output, slice, Float};
+use super::kernel::{copy_short, dispatch_float, fill_short, host_fallback, output, slice, Float};
 use super::linear::same_dtype;
 use super::matmul::{matmul, matmul_serial, Mat};
 use super::pool::rank4;
@@ -315,6 +315,123 @@ impl Geom {
     }
 }
 
+/// A 2-D stencil on one plane, the core of the stride-1 direct convolutions:
+/// `out(r, c) = Σ_t weight_t · pad(r + dy_t, c + dx_t)` for `r < rows`, `c < cols`, where
+/// `pad(r, c) = src(r − top, c − left)` inside `src` (`h × w`) and 0 outside (a negative `top` or
+/// `left` crops).
+///
+/// The padded plane is laid out in `buf` with rows `cols + max dx` wide, and [`Float::stencil`]
+/// computes up to 32 outputs of a row at a time with every tap.
+struct Stencil {
+    h: usize,
+    w: usize,
+    top: isize,
+    left: isize,
+    rows: usize,
+    cols: usize,
+    /// The largest tap offsets, which set the padded plane's extent.
+    reach: (usize, usize),
+}
+
+impl Stencil {
+    /// The width of a row of the padded plane and of the accumulator.
+    fn width(&self) -> usize {
+        self.cols + self.reach.1
+    }
+
+    /// The elements of the padded plane, with room for the last blocks of outputs that
+    /// [`Float::stencil`] computes whole.
+    fn len(&self) -> usize {
+        (self.rows + self.reach.0) * self.width() + 32
+    }
+
+    /// Copies `src` into the padded plane `buf`.
+    fn pad<T: Float>(&self, src: &[T], buf: &mut [T]) {
+        let width = self.width();
+        let rows = self.rows + self.reach.0;
+        buf[rows * width..].fill(T::ZERO);
+        for (r, row) in buf[..rows * width].chunks_exact_mut(width).enumerate() {
+            let sr = r as isize - self.top;
+            if sr < 0 || sr >= self.h as isize {
+                fill_short(row, T::ZERO);
+                continue;
+            }
+            let src_row = &src[sr as usize * self.w..(sr as usize + 1) * self.w];
+            // Columns `c` with `0 ≤ c − left < w`.
+            let c0 = self.left.clamp(0, width as isize) as usize;
+            let c1 = (self.left + self.w as isize).clamp(0, width as isize) as usize;
+            let c1 = c1.max(c0);
+            fill_short(&mut row[..c0], T::ZERO);
+            fill_short(&mut row[c1..], T::ZERO);
+            let s0 = (c0 as isize - self.left) as usize;
+            copy_short(&mut row[c0..c1], &src_row[s0..s0 + (c1 - c0)]);
+        }
+    }
+}
+
+/// The forward pass of a stride-1 direct convolution, one output plane per task, as a
+/// [`Stencil`] over the zero-padded input plane.
+fn direct_forward_s1<T: Float>(g: &Geom, x: &[T], w: &[T], b: &[T], y: &mut [T]) -> CResult<()> {
+    let (hw, p, kk, cout_g) = (g.h * g.w, g.plane(), g.kh * g.kw, g.cout_g());
+    let st = Stencil {
+        h: g.h,
+        w: g.w,
+        top: g.ph as isize,
+        left: g.pw as isize,
+        rows: g.oh,
+        cols: g.ow,
+        reach: ((g.kh - 1) * g.dh, (g.kw - 1) * g.dw),
+    };
+    let width = st.width();
+    threads::chunks_mut(y, p, y.len() * kk, |i, out| {
+        let (n, co) = (i / g.cout, i % g.cout);
+        let ci = co / cout_g;
+        let kernel = &w[co * kk..(co + 1) * kk];
+        let taps: Vec<(usize, T)> =
+            (0..kk).map(|t| ((t / g.kw) * g.dh * width + (t % g.kw) * g.dw, kernel[t])).collect();
+        T::with_scratch(st.len(), |buf| {
+            st.pad(&x[(n * g.cin + ci) * hw..(n * g.cin + ci + 1) * hw], buf);
+            T::stencil(buf, width, &taps, b[co], false, st.cols, out);
+        });
+        Ok(())
+    })
+}
+
+/// The input gradient of a stride-1 direct convolution, one input plane per task: the output
+/// gradients of its group, zero-padded by the kernel's reach less the forward padding, through
+/// the flipped kernels.
+fn direct_input_grad_s1<T: Float>(g: &Geom, dy: &[T], w: &[T], dx: &mut [T]) -> CResult<()> {
+    let (hw, p, kk, cout_g) = (g.h * g.w, g.plane(), g.kh * g.kw, g.cout_g());
+    let reach = ((g.kh - 1) * g.dh, (g.kw - 1) * g.dw);
+    let st = Stencil {
+        h: g.oh,
+        w: g.ow,
+        top: reach.0 as isize - g.ph as isize,
+        left: reach.1 as isize - g.pw as isize,
+        rows: g.h,
+        cols: g.w,
+        reach,
+    };
+    let width = st.width();
+    threads::chunks_mut(dx, hw, dy.len() * kk, |i, plane| {
+        let (n, ci) = (i / g.cin, i % g.cin);
+        T::with_scratch(st.len(), |buf| {
+            for (j, co) in (ci * cout_g..(ci + 1) * cout_g).enumerate() {
+                st.pad(&dy[(n * g.cout + co) * p..(n * g.cout + co + 1) * p], buf);
+                let kernel = &w[co * kk..(co + 1) * kk];
+                let taps: Vec<(usize, T)> = (0..kk)
+                    .map(|t| {
+                        let (ki, kj) = (t / g.kw, t % g.kw);
+                        ((g.kh - 1 - ki) * g.dh * width + (g.kw - 1 - kj) * g.dw, kernel[t])
+                    })
+                    .collect();
+                T::stencil(buf, width, &taps, T::ZERO, j > 0, st.cols, plane);
+            }
+        });
+        Ok(())
+    })
+}
+
 /// Runs `f(out_plane, in_plane, weights)` for each output plane of a direct (one input channel
 /// per group) convolution, in parallel: `weights` is the `kh · kw` kernel of that output channel.
 fn direct_forward<T: Float>(g: &Geom, x: &[T], w: &[T], b: &[T], y: &mut [T]) -> CResult<()> {
@@ -466,7 +583,11 @@ fn forward_split<T: Float>(g: &Geom, threads: usize, x: &[T], w: &[T], b: &[T]) 
     }
     {
         if g.direct() {
-            direct_forward(g, x, w, b, &mut y)?;
+            if g.sh == 1 && g.sw == 1 {
+                direct_forward_s1(g, x, w, b, &mut y)?;
+            } else {
+                direct_forward(g, x, w, b, &mut y)?;
+            }
             return Ok(y);
         }
         let (k, cin_g, cout_g, hw) = (g.k(), g.cin_g(), g.cout_g(), g.h * g.w);
@@ -526,7 +647,11 @@ fn input_grad_split<T: Float>(g: &Geom, threads: usize, dy: &[T], w: &[T]) -> CR
     }
     {
         if g.direct() {
-            direct_input_grad(g, dy, w, &mut dx)?;
+            if g.sh == 1 && g.sw == 1 {
+                direct_input_grad_s1(g, dy, w, &mut dx)?;
+            } else {
+                direct_input_grad(g, dy, w, &mut dx)?;
+            }
             return Ok(dx);
         }
         let (k, p, cin_g, cout_g, kk) = (g.k(), g.plane(), g.cin_g(), g.cout_g(), g.kh * g.kw);
@@ -784,6 +909,12 @@ mod tests {
             ([1, 6, 9, 7], [8, 6, 1, 1], Conv2dConfig::default().stride(2)),
             ([1, 18, 10, 10], [33, 18, 3, 3], Conv2dConfig::default().padding(1)),
             ([2, 3, 12, 12], [4, 3, 7, 7], Conv2dConfig::default().stride(2).padding(3)),
+            // Depthwise: stride 1 (the stencil), a channel multiplier with dilation, padding
+            // beyond the kernel's reach, and stride 2 (the direct loops).
+            ([2, 6, 9, 7], [6, 1, 3, 3], Conv2dConfig::default().padding(1).groups(6)),
+            ([1, 4, 8, 9], [8, 1, 3, 2], Conv2dConfig::default().dilation(2).padding_hw((2, 1)).groups(4)),
+            ([1, 3, 5, 6], [3, 1, 3, 3], Conv2dConfig::default().padding_hw((3, 0)).groups(3)),
+            ([1, 4, 9, 9], [4, 1, 3, 3], Conv2dConfig::default().stride(2).padding(1).groups(4)),
         ];
         for (x_dims, w_dims, cfg) in cases {
             let whole = Geom::new(&x_dims, &w_dims, cfg).unwrap();

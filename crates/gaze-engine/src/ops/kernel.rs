@@ -43,6 +43,145 @@ pub trait Float:
         a: (*const Self, usize, usize),
         b: (*const Self, usize, usize),
     );
+
+    /// A stencil over a plane laid out in rows of `width` elements:
+    /// `out[r · cols + c] = init(r · cols + c) + Σ_(off, w) w · buf[r · width + c + off]` for
+    /// `r < out.len() / cols` and `c < cols`, where `init` is `bias` or, when `accumulate`, the
+    /// value already in `out`.
+    /// Up to 32 outputs of a row are computed at a time with every tap, in registers (AVX2 and FMA
+    /// where the CPU has them).
+    /// `buf` must hold every element a tap reads, up to 32 past the last output's.
+    fn stencil(
+        buf: &[Self],
+        width: usize,
+        taps: &[(usize, Self)],
+        bias: Self,
+        accumulate: bool,
+        cols: usize,
+        out: &mut [Self],
+    );
+}
+
+/// Copies a short slice without a call into the C library: blocks of eight elements, then one at
+/// a time (rows of small feature maps are a few dozen elements, where a `memcpy` call costs more
+/// than the copy).
+#[inline]
+pub fn copy_short<T: Copy>(dst: &mut [T], src: &[T]) {
+    let n = dst.len().min(src.len());
+    let (mut d8, mut s8) = (dst[..n].chunks_exact_mut(8), src[..n].chunks_exact(8));
+    for (d, s) in (&mut d8).zip(&mut s8) {
+        for (d, s) in d.iter_mut().zip(s) {
+            *d = *s;
+        }
+    }
+    for (d, s) in d8.into_remainder().iter_mut().zip(s8.remainder()) {
+        *d = *s;
+    }
+}
+
+/// Fills a short slice without a call into the C library (see [`copy_short`]).
+#[inline]
+pub fn fill_short<T: Copy>(dst: &mut [T], v: T) {
+    let mut d8 = dst.chunks_exact_mut(8);
+    for d in &mut d8 {
+        for d in d.iter_mut() {
+            *d = v;
+        }
+    }
+    for d in d8.into_remainder() {
+        *d = v;
+    }
+}
+
+/// The portable stencil of [`Float::stencil`], one output at a time.
+fn stencil_scalar<T: Float>(
+    buf: &[T],
+    width: usize,
+    taps: &[(usize, T)],
+    bias: T,
+    accumulate: bool,
+    cols: usize,
+    out: &mut [T],
+) {
+    for (r, row) in out.chunks_exact_mut(cols).enumerate() {
+        for (c, v) in row.iter_mut().enumerate() {
+            let at = r * width + c;
+            let mut sum = if accumulate { *v } else { bias };
+            for &(off, w) in taps {
+                sum += w * buf[at + off];
+            }
+            *v = sum;
+        }
+    }
+}
+
+/// The `f32` stencil of [`Float::stencil`] with AVX2 and FMA: up to four blocks of eight outputs
+/// at a time, each block's sums in a register, so that a tap's multiply-adds for different blocks
+/// do not wait on one another.
+///
+/// # Safety
+/// The CPU must have AVX2 and FMA, `out.len()` must be a multiple of `cols` (at least 1), and
+/// `buf` must hold every element read: with `rows = out.len() / cols`, at least
+/// `(rows − 1) · width + ⌈cols / 8⌉ · 8 + max tap offset` elements.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn stencil_f32_avx2(
+    buf: &[f32],
+    width: usize,
+    taps: &[(usize, f32)],
+    bias: f32,
+    accumulate: bool,
+    cols: usize,
+    out: &mut [f32],
+) {
+    use std::arch::x86_64::*;
+    const LANES: usize = 8;
+    let src = buf.as_ptr();
+    macro_rules! group {
+        ($nb:literal, $row:ident, $at:ident, $n:ident) => {{
+            let mut sum = [_mm256_set1_ps(bias); $nb];
+            if accumulate {
+                let mut tmp = [0f32; $nb * LANES];
+                copy_short(&mut tmp[..$n], &$row[..$n]);
+                for b in 0..$nb {
+                    sum[b] = _mm256_loadu_ps(tmp.as_ptr().add(b * LANES));
+                }
+            }
+            for &(off, w) in taps {
+                let wv = _mm256_set1_ps(w);
+                let p = src.add($at + off);
+                for b in 0..$nb {
+                    sum[b] = _mm256_fmadd_ps(_mm256_loadu_ps(p.add(b * LANES)), wv, sum[b]);
+                }
+            }
+            let dst = $row.as_mut_ptr();
+            for b in 0..$nb {
+                let left = $n - b * LANES;
+                if left >= LANES {
+                    _mm256_storeu_ps(dst.add(b * LANES), sum[b]);
+                } else {
+                    // Lanes `l < left` are stored, the others left alone.
+                    let lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+                    let mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(left as i32), lanes);
+                    _mm256_maskstore_ps(dst.add(b * LANES), mask, sum[b]);
+                }
+            }
+        }};
+    }
+    for (r, row) in out.chunks_exact_mut(cols).enumerate() {
+        let mut c = 0;
+        while c < cols {
+            let n = (cols - c).min(4 * LANES);
+            let (at, part) = (r * width + c, &mut row[c..c + n]);
+            match n.div_ceil(LANES) {
+                1 => group!(1, part, at, n),
+                2 => group!(2, part, at, n),
+                3 => group!(3, part, at, n),
+                _ => group!(4, part, at, n),
+            }
+            c += n;
+        }
+    }
 }
 
 thread_local! {
@@ -51,7 +190,7 @@ thread_local! {
 }
 
 macro_rules! float_impl {
-    ($t:ident, $scratch:ident, $blas:ident) => {
+    ($t:ident, $scratch:ident, $blas:ident, $stencil_fast:ident) => {
         impl Float for $t {
             const ZERO: Self = 0.0;
             const ONE: Self = 1.0;
@@ -89,12 +228,54 @@ macro_rules! float_impl {
                 // SAFETY: forwarded from the caller.
                 unsafe { super::matmul::gemm_crate(mnk, dst, dst_rs, accumulate, a, b) }
             }
+
+            fn stencil(
+                buf: &[Self],
+                width: usize,
+                taps: &[(usize, Self)],
+                bias: Self,
+                accumulate: bool,
+                cols: usize,
+                out: &mut [Self],
+            ) {
+                if cols == 0 || out.is_empty() {
+                    return;
+                }
+                $stencil_fast(buf, width, taps, bias, accumulate, cols, out)
+            }
         }
     };
 }
 
-float_impl!(f32, SCRATCH_F32, sgemm);
-float_impl!(f64, SCRATCH_F64, dgemm);
+/// The `f32` stencil: AVX2 and FMA where the CPU has them and the buffer is long enough for
+/// whole blocks, the portable loop otherwise.
+fn stencil_f32(
+    buf: &[f32],
+    width: usize,
+    taps: &[(usize, f32)],
+    bias: f32,
+    accumulate: bool,
+    cols: usize,
+    out: &mut [f32],
+) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let rows = out.len() / cols;
+        let reach = taps.iter().map(|t| t.0).max().unwrap_or(0);
+        let whole = rows >= 1 && rows * cols == out.len();
+        let needed = rows.saturating_sub(1) * width + cols.div_ceil(8) * 8 + reach;
+        if whole && buf.len() >= needed && std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
+        {
+            // SAFETY: the CPU has AVX2 and FMA, `out` is whole rows, and `buf` holds every element
+            // the blocks read (checked just above).
+            return unsafe { stencil_f32_avx2(buf, width, taps, bias, accumulate, cols, out) };
+        }
+    }
+    stencil_scalar(buf, width, taps, bias, accumulate, cols, out)
+}
+
+float_impl!(f32, SCRATCH_F32, sgemm, stencil_f32);
+float_impl!(f64, SCRATCH_F64, dgemm, stencil_scalar);
 
 /// The elements of a contiguous host tensor as a slice.
 pub fn slice<'a, T: WithDType>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [T]> {

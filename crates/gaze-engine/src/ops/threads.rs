@@ -42,20 +42,21 @@ fn candle_threads() -> usize {
 /// The workers for a count of `threads`: candle's pool when it has that many threads.
 fn workers_for(threads: Option<usize>) -> Result<Workers> {
     let candle = candle_threads();
-    match threads {
-        None => Ok(Workers::Candle { threads: candle }),
-        Some(n) if n == candle => Ok(Workers::Candle { threads: candle }),
-        Some(n) => ThreadPoolBuilder::new()
-            .num_threads(n)
-            .thread_name(|i| format!("gaze-ops-{i}"))
-            .build()
-            .map(|pool| Workers::Own(Arc::new(pool)))
-            .map_err(|e| Error::InvalidOption {
-                option: "number of threads".into(),
-                value: n.to_string(),
-                expected: format!("a count the system can start ({e})"),
-            }),
+    let shared = std::env::var("GAZE_POOL_EXPERIMENT").as_deref() == Ok("candle");
+    let n = threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    if shared && n == candle {
+        return Ok(Workers::Candle { threads: candle });
     }
+    ThreadPoolBuilder::new()
+        .num_threads(n)
+        .thread_name(|i| format!("gaze-ops-{i}"))
+        .build()
+        .map(|pool| Workers::Own(Arc::new(pool)))
+        .map_err(|e| Error::InvalidOption {
+            option: "number of threads".into(),
+            value: n.to_string(),
+            expected: format!("a count the system can start ({e})"),
+        })
 }
 
 /// The thread count `GAZE_NUM_THREADS` asks for, if it is set.
