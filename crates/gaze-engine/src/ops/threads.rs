@@ -1,20 +1,22 @@
 //! The threads the host kernels run on.
 //!
-//! By default the kernels run on candle's own CPU worker pool, the one its elementwise ops use
-//! (sized by `CANDLE_NUM_THREADS`, else `RAYON_NUM_THREADS`, else every core).
-//! Sharing it matters on a small machine: candle's workers spin for a while after each op, waiting
-//! for the next, and a second pool of ours would compete with them for the same cores; on the
-//! shared pool the spinning workers pick up our kernels' work instead.
+//! The kernels share one rayon pool of their own, of `GAZE_NUM_THREADS` threads when that
+//! environment variable is set and of one thread per core otherwise; [`set_num_threads`] replaces
+//! it.
+//! A kernel splits its work into jobs and runs them on the pool; a matrix multiply inside a job
+//! runs on that job's thread, so the count is the number of cores the ops use.
+//! Small work (under about a hundred thousand multiply-adds or element visits) runs on the
+//! calling thread, as does a kernel called from inside a job.
 //!
-//! The environment variable `GAZE_NUM_THREADS`, or [`set_num_threads`], asks for another count;
-//! when it differs from candle's, the kernels get a rayon pool of their own of that size.
-//! A matrix multiply inside a kernel runs on one thread (the kernels split the work themselves),
-//! so the count is the number of cores the ops use.
+//! candle's own elementwise ops run on candle's pool, sized by `CANDLE_NUM_THREADS` (else
+//! `RAYON_NUM_THREADS`, else every core).
+//! Its workers spin for a while after each op; on a machine with other load a second pool of
+//! spinning workers made the kernels slower (measured in `docs/benchmarks.md`), so the ops do not
+//! use it.
 
 use std::cell::Cell;
 use std::mem::MaybeUninit;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 
 use rayon::prelude::*;
 use rayon::{ThreadPool, ThreadPoolBuilder};
@@ -24,79 +26,65 @@ use crate::{Error, Result};
 /// The environment variable that sets the number of threads.
 pub const NUM_THREADS_VAR: &str = "GAZE_NUM_THREADS";
 
-/// Where the kernels run.
-#[derive(Clone)]
-enum Workers {
-    /// candle's worker pool, with the calling thread: `threads` in all.
-    Candle { threads: usize },
-    /// A pool of our own.
-    Own(Arc<ThreadPool>),
-}
+static POOL: RwLock<Option<Arc<ThreadPool>>> = RwLock::new(None);
 
-static WORKERS: RwLock<Option<Workers>> = RwLock::new(None);
-
-fn candle_threads() -> usize {
-    candle_core::utils::barrier_pool().n_workers() + 1
-}
-
-/// The workers for a count of `threads`: candle's pool when it has that many threads.
-fn workers_for(threads: Option<usize>) -> Result<Workers> {
-    let candle = candle_threads();
-    let shared = std::env::var("GAZE_POOL_EXPERIMENT").as_deref() == Ok("candle");
-    let n = threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
-    if shared && n == candle {
-        return Ok(Workers::Candle { threads: candle });
-    }
+fn build(threads: usize) -> Result<Arc<ThreadPool>> {
     ThreadPoolBuilder::new()
-        .num_threads(n)
+        .num_threads(threads)
         .thread_name(|i| format!("gaze-ops-{i}"))
         .build()
-        .map(|pool| Workers::Own(Arc::new(pool)))
+        .map(Arc::new)
         .map_err(|e| Error::InvalidOption {
             option: "number of threads".into(),
-            value: n.to_string(),
+            value: threads.to_string(),
             expected: format!("a count the system can start ({e})"),
         })
 }
 
-/// The thread count `GAZE_NUM_THREADS` asks for, if it is set.
-fn requested() -> Result<Option<usize>> {
+/// A thread count as `GAZE_NUM_THREADS` gives it.
+fn parse_threads(value: &str) -> Result<usize> {
+    match value.trim().parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(Error::InvalidOption {
+            option: NUM_THREADS_VAR.into(),
+            value: value.to_string(),
+            expected: "a whole number of threads, at least 1".into(),
+        }),
+    }
+}
+
+/// The thread count `GAZE_NUM_THREADS` asks for, or one per core when it is unset.
+fn default_threads() -> Result<usize> {
     let invalid = |value: String| Error::InvalidOption {
         option: NUM_THREADS_VAR.into(),
         value,
         expected: "a whole number of threads, at least 1".into(),
     };
     match std::env::var(NUM_THREADS_VAR) {
-        Ok(v) => match v.trim().parse::<usize>() {
-            Ok(n) if n >= 1 => Ok(Some(n)),
-            _ => Err(invalid(v)),
-        },
-        Err(std::env::VarError::NotPresent) => Ok(None),
+        Ok(v) => parse_threads(&v),
+        Err(std::env::VarError::NotPresent) => Ok(std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)),
         Err(std::env::VarError::NotUnicode(v)) => Err(invalid(v.to_string_lossy().into_owned())),
     }
 }
 
-fn workers() -> Result<Workers> {
-    if let Some(w) = WORKERS.read().unwrap_or_else(|e| e.into_inner()).as_ref() {
-        return Ok(w.clone());
+fn pool() -> Result<Arc<ThreadPool>> {
+    if let Some(pool) = POOL.read().unwrap_or_else(|e| e.into_inner()).as_ref() {
+        return Ok(pool.clone());
     }
-    let mut slot = WORKERS.write().unwrap_or_else(|e| e.into_inner());
-    if let Some(w) = slot.as_ref() {
-        return Ok(w.clone());
+    let mut slot = POOL.write().unwrap_or_else(|e| e.into_inner());
+    if let Some(pool) = slot.as_ref() {
+        return Ok(pool.clone());
     }
-    let w = workers_for(requested()?)?;
-    *slot = Some(w.clone());
-    Ok(w)
+    let pool = build(default_threads()?)?;
+    *slot = Some(pool.clone());
+    Ok(pool)
 }
 
 /// The number of threads the ops use.
 ///
 /// Fails when `GAZE_NUM_THREADS` is set to something that is not a whole number of at least 1.
 pub fn num_threads() -> Result<usize> {
-    Ok(match workers()? {
-        Workers::Candle { threads } => threads,
-        Workers::Own(pool) => pool.current_num_threads(),
-    })
+    Ok(pool()?.current_num_threads())
 }
 
 /// Sets the number of threads the ops use from now on (at least 1); it overrides
@@ -111,8 +99,8 @@ pub fn set_num_threads(threads: usize) -> Result<()> {
             expected: "at least 1".into(),
         });
     }
-    let w = workers_for(Some(threads))?;
-    *WORKERS.write().unwrap_or_else(|e| e.into_inner()) = Some(w);
+    let pool = build(threads)?;
+    *POOL.write().unwrap_or_else(|e| e.into_inner()) = Some(pool);
     Ok(())
 }
 
@@ -121,27 +109,9 @@ pub(crate) fn count() -> candle_core::Result<usize> {
     num_threads().map_err(candle_core::Error::wrap)
 }
 
-/// Set while a kernel runs its jobs on candle's pool: a kernel called meanwhile from another
-/// thread runs its jobs on its own thread instead of queueing for the pool (the cores are busy
-/// anyway, and waiting on candle's spinning workers from many threads is slow).
-static SHARED_BUSY: AtomicBool = AtomicBool::new(false);
-
 thread_local! {
     /// Set on a thread while it runs a job, so that a kernel nested in a job runs serially.
     static IN_JOB: Cell<bool> = const { Cell::new(false) };
-}
-
-/// Clears a flag when dropped, on success, error or panic alike.
-struct Reset<'a>(&'a AtomicBool);
-
-impl Drop for Reset<'_> {
-    fn drop(&mut self) {
-        self.0.store(false, Ordering::Release);
-    }
-}
-
-fn serial(jobs: usize, job: impl Fn(usize) -> candle_core::Result<()>) -> candle_core::Result<()> {
-    (0..jobs).try_for_each(job)
 }
 
 /// Below this many elementary steps (multiply-adds, element visits) in all, a kernel runs on the
@@ -149,7 +119,7 @@ fn serial(jobs: usize, job: impl Fn(usize) -> candle_core::Result<()>) -> candle
 const PARALLEL_WORK: usize = 1 << 17;
 
 /// Runs `job(0)`, …, `job(jobs − 1)` on the ops' threads, in any order and in parallel, and
-/// returns the first error; after an error the jobs not yet started are skipped.
+/// returns the first error.
 /// `work` estimates the elementary steps of all the jobs together: small work runs serially.
 pub(crate) fn run(
     jobs: usize,
@@ -157,41 +127,20 @@ pub(crate) fn run(
     job: impl Fn(usize) -> candle_core::Result<()> + Sync,
 ) -> candle_core::Result<()> {
     if jobs <= 1 || work < PARALLEL_WORK || IN_JOB.with(Cell::get) {
-        return serial(jobs, job);
+        return (0..jobs).try_for_each(job);
     }
-    let marked = |i: usize| {
-        let outer = IN_JOB.with(|f| f.replace(true));
-        let r = job(i);
-        IN_JOB.with(|f| f.set(outer));
-        r
-    };
-    match workers().map_err(candle_core::Error::wrap)? {
-        Workers::Candle { threads: 1 } => serial(jobs, job),
-        Workers::Candle { .. } => {
-            if SHARED_BUSY.compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed).is_err() {
-                return serial(jobs, job);
-            }
-            let _reset = Reset(&SHARED_BUSY);
-            let failed = Mutex::new(None);
-            let stop = AtomicBool::new(false);
-            candle_core::utils::barrier_pool().execute_chunked(jobs, |range| {
-                for i in range {
-                    if stop.load(Ordering::Relaxed) {
-                        return;
-                    }
-                    if let Err(e) = marked(i) {
-                        stop.store(true, Ordering::Relaxed);
-                        failed.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(e);
-                    }
-                }
-            });
-            match failed.into_inner().unwrap_or_else(|e| e.into_inner()) {
-                Some(e) => Err(e),
-                None => Ok(()),
-            }
-        }
-        Workers::Own(pool) => pool.install(|| (0..jobs).into_par_iter().try_for_each(marked)),
+    let pool = pool().map_err(candle_core::Error::wrap)?;
+    if pool.current_num_threads() <= 1 {
+        return (0..jobs).try_for_each(job);
     }
+    pool.install(|| {
+        (0..jobs).into_par_iter().try_for_each(|i| {
+            let outer = IN_JOB.with(|f| f.replace(true));
+            let r = job(i);
+            IN_JOB.with(|f| f.set(outer));
+            r
+        })
+    })
 }
 
 /// Runs `f(i, chunk)` for each chunk `i` of `chunk` elements of `out` (the last may be shorter),
@@ -270,5 +219,48 @@ impl<T> SharedOut<T> {
         }
         // SAFETY: in bounds (checked above); exclusive and alive by the caller's promise.
         Ok(unsafe { std::slice::from_raw_parts_mut(self.ptr.add(offset), len) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    #[test]
+    fn thread_counts_are_checked() {
+        assert_eq!(parse_threads(" 3 ").unwrap(), 3);
+        for bad in ["0", "-1", "two", ""] {
+            let e = parse_threads(bad).unwrap_err().to_string();
+            assert!(e.contains(NUM_THREADS_VAR) && e.contains("at least 1"), "{bad}: {e}");
+        }
+        assert!(set_num_threads(0).is_err());
+        assert!(num_threads().unwrap() >= 1);
+    }
+
+    /// Every job runs once, in parallel or not, and the first error comes back.
+    #[test]
+    fn run_runs_every_job_and_returns_an_error() {
+        for work in [0, 1 << 30] {
+            let done = AtomicUsize::new(0);
+            run(100, work, |_| {
+                done.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            })
+            .unwrap();
+            assert_eq!(done.load(Ordering::Relaxed), 100);
+            let r = run(100, work, |i| if i == 37 { candle_core::bail!("job {i} failed") } else { Ok(()) });
+            assert!(r.unwrap_err().to_string().contains("job 37 failed"));
+        }
+        let mut out = vec![0usize; 1000];
+        chunks_mut(&mut out, 64, 1 << 30, |i, chunk| {
+            for (j, v) in chunk.iter_mut().enumerate() {
+                *v = i * 64 + j;
+            }
+            Ok(())
+        })
+        .unwrap();
+        assert!(out.iter().enumerate().all(|(i, &v)| i == v));
     }
 }
