@@ -85,6 +85,9 @@ pub struct Args {
     /// A sentence on the conditions of this run (other load on the machine, say), kept with the results.
     #[arg(long)]
     note: Option<String>,
+    /// Run nothing: rewrite the section of docs/benchmarks.md from the results already in target/bench.
+    #[arg(long)]
+    report_only: bool,
 }
 
 pub fn run(root: &Path, args: &Args) -> Result<()> {
@@ -95,6 +98,11 @@ pub fn run(root: &Path, args: &Args) -> Result<()> {
     };
     let out_dir = root.join("target").join("bench");
     fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
+    if args.report_only {
+        update_doc(root, &out_dir)?;
+        println!("bench: docs/benchmarks.md rewritten from target/bench");
+        return Ok(());
+    }
     let machine = machine(args.device, threads);
     if !args.peers_only {
         for suite in suites(root, &args.suite)? {
@@ -162,7 +170,8 @@ fn machine(device: DeviceArg, threads: usize) -> Value {
     })
 }
 
-fn describe_machine(m: &Value) -> String {
+/// The machine in one line; `sides` says that the thread count is each side's.
+fn describe_machine(m: &Value, sides: bool) -> String {
     let mut s = format!("{}", m["cpu"].as_str().unwrap_or("unknown CPU"));
     if let Some(c) = m["physical_cores"].as_u64() {
         s += &format!(", {c} cores");
@@ -174,7 +183,7 @@ fn describe_machine(m: &Value) -> String {
     if let Some(g) = m["gpu"].as_str() {
         s += &format!("; GPU {g}");
     }
-    s += &format!("; {} threads per side", m["threads"]);
+    s += &format!("; {} threads{}", m["threads"], if sides { " per side" } else { "" });
     s
 }
 
@@ -699,7 +708,7 @@ fn markdown(report: &Value) -> String {
     let device = report["device"].as_str().unwrap_or("?");
     let quick = if report["quick"].as_bool() == Some(true) { ", quick" } else { "" };
     s += &format!("### `{suite}` on {device}{quick}\n\n");
-    s += &format!("Machine: {}.\n", describe_machine(&report["machine"]));
+    s += &format!("Machine: {}.\n", describe_machine(&report["machine"], suite == "peers"));
     s += &format!("Command: `{}`.\n", report["command"].as_str().unwrap_or(""));
     if let Some(note) = report["note"].as_str() {
         s += &format!("Conditions: {note}\n");
@@ -724,7 +733,8 @@ fn markdown(report: &Value) -> String {
              two results' L1 norms, a check that both sides computed the same thing (near 0 for the deterministic methods; \
              SmoothGrad and expected gradients draw different samples); \
              GMAC is the least work the method needs (multiply-accumulates of the convolutions and linear layers, a backward pass \
-             counted as one forward); % peak is that work's rate against the yardstick.\n\n",
+             counted as one forward); % peak is that work's rate against the yardstick (above 100% when the machine was busier \
+             while the yardstick ran than during the call).\n\n",
             report["runs"]
         );
         if let Some(v) = report["versions"].as_object() {
@@ -810,7 +820,7 @@ fn render_section(tables: &[String]) -> String {
     let mut s = String::new();
     s += "## Side by side with the Python peers, and the criterion suites\n\n";
     s += "Written by `cargo xtask bench` (`xtask/src/bench.rs`); rerunning it replaces this section.\n";
-    s += "Reproduce: `cargo xtask bench --peers` (every criterion suite and the side-by-side run), `cargo xtask bench --peers-only --quick` (the side-by-side smoke run, minutes), `cargo xtask bench --suite cam` (one suite), and `--device cuda` on a machine with a GPU (built with `--features cuda`).\n";
+    s += "Reproduce: `cargo xtask bench --peers` (every criterion suite and the side-by-side run), `cargo xtask bench --peers-only --quick` (the side-by-side smoke run, minutes), `cargo xtask bench --suite cam` (one suite), and `--device cuda` on a machine with a GPU (built with `--features cuda`); `cargo xtask bench --report-only` rewrites this section from the results in `target/bench`.\n";
     s += "The peers run in `target/golden-venv` (the versions pinned in `tools/requirements.txt`), from `tools/bench/peers.py`; gaze runs in its worker `gaze-bench-runner` (`benches/src/bin/`), built in release mode; both load the same random full-size torchvision checkpoints and the same 224×224 input from `target/bench/peers/`.\n";
     s += "Times on a machine shared with other work drift; the ratio of each pair, timed in alternation, holds better than either time.\n";
     s += "A quick run uses a handful of samples per method, so its ratios weigh fixed costs (explainer set-up, the peers' Python loops) more than a full run's.\n\n";
