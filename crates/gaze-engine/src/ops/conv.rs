@@ -557,13 +557,13 @@ fn ranges(len: usize, parts: usize, unit: usize) -> Vec<(usize, usize)> {
 }
 
 /// How many parts each of `base` independent jobs is split into so that `threads` threads get
-/// an even share: 1 when there are jobs enough.
+/// an even share: 1 when there are jobs enough, otherwise about two jobs per thread (so that a
+/// thread slowed by other work on the machine leaves its second job to another).
 fn splits(base: usize, threads: usize) -> usize {
     if base >= 4 * threads || threads <= 1 {
         1
     } else {
-        // Round the total up to a multiple of the thread count.
-        (base.div_ceil(threads) * threads).div_ceil(base).max(threads.div_ceil(base))
+        (2 * threads).div_ceil(base)
     }
 }
 
@@ -592,13 +592,12 @@ fn forward_split<T: Float>(g: &Geom, threads: usize, x: &[T], w: &[T], b: &[T]) 
         }
         let (k, cin_g, cout_g, hw) = (g.k(), g.cin_g(), g.cout_g(), g.h * g.w);
         let base = g.n * g.groups;
-        let width = if g.pointwise() { p } else { (g.cols_budget / k.max(1)).clamp(16, p.max(16)) };
-        let mut tiles = p.div_ceil(width).max(splits(base, threads).min(p.div_ceil(32)));
-        if base * tiles < 4 * threads && tiles > 1 {
-            tiles = tiles.div_ceil(threads) * threads;
-        }
-        let pixel_tiles = ranges(p, tiles, 16);
-        let row_parts = ranges(cout_g, splits(base * pixel_tiles.len(), threads), 16);
+        // Tiles of at least 128 pixels, so that packing the weights for each tile's multiply
+        // stays small beside the multiply; then blocks of output channels when the tiles are too
+        // few to share out.
+        let width = if g.pointwise() { p } else { (g.cols_budget / k.max(1)).max(128) };
+        let pixel_tiles = ranges(p, p.div_ceil(width.max(1)), 16);
+        let row_parts = ranges(cout_g, splits(base * pixel_tiles.len(), threads).min(cout_g.div_ceil(16)), 16);
         let jobs: Vec<Job> = (0..g.n)
             .flat_map(|n| (0..g.groups).map(move |grp| (n, grp)))
             .flat_map(|(n, grp)| pixel_tiles.iter().map(move |&t| (n, grp, t)))

@@ -26,7 +26,8 @@
 //!   convolution runs direct loops.
 //! - Max pooling keeps where each window's maximum lies, so its backward pass is a scatter; the
 //!   ReLU's backward pass is one pass over the input and the gradient.
-//! - The threads: see [`num_threads`] and [`set_num_threads`] (`GAZE_NUM_THREADS`).
+//! - The threads: see [`num_threads`] and [`set_num_threads`] (`GAZE_NUM_THREADS`); a binary
+//!   calls [`tune_process`] at the start of `main`.
 
 mod conv;
 mod kernel;
@@ -45,5 +46,5 @@ pub use norm::batch_norm;
 pub use pool::{adaptive_avg_pool2d, avg_pool2d, max_pool2d, Pool2dConfig};
 pub use relu::{relu, ReluMode};
 pub use softmax::softmax_last_dim;
-pub use threads::{num_threads, set_num_threads, NUM_THREADS_VAR};
+pub use threads::{num_threads, set_num_threads, tune_process, NUM_THREADS_VAR};
 pub use upsample::upsample_bilinear2d;

@@ -104,6 +104,39 @@ pub fn set_num_threads(threads: usize) -> Result<()> {
     Ok(())
 }
 
+/// The environment variable that sizes candle's own worker pool.
+const CANDLE_THREADS_VAR: &str = "CANDLE_NUM_THREADS";
+
+/// Tunes the process for the ops; a binary calls it at the start of `main`, before it starts any
+/// thread (it sets an environment variable) and before it runs any candle op.
+///
+/// - candle's elementwise ops run on the calling thread: `CANDLE_NUM_THREADS` becomes 1 unless it
+///   is set. candle's worker pool spins for a while after each op, waiting for the next; in a
+///   backward pass, where candle adds up every gradient between two of our ops, its spinning
+///   worker competed with the ops' threads for the cores and about doubled the processor time.
+/// - glibc's `malloc` keeps freed memory for reuse (no trimming, no separate mappings below
+///   1 GiB): candle keeps every activation of a tracked forward pass alive until the backward
+///   pass ends, and handing that memory back to the system after each pass made the next pass
+///   fault it back in page by page, a third of a tracked forward pass's time.
+///
+/// Both were measured on a 2-core machine (see `docs/benchmarks.md`); the first does nothing once
+/// candle has started its pool, the second only where the C library is glibc.
+pub fn tune_process() {
+    if std::env::var_os(CANDLE_THREADS_VAR).is_none() {
+        std::env::set_var(CANDLE_THREADS_VAR, "1");
+    }
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        const KEEP: libc::c_int = 1 << 30;
+        // SAFETY: `mallopt` only changes glibc's allocation thresholds; it is called with valid
+        // parameters and takes effect for later allocations.
+        unsafe {
+            libc::mallopt(libc::M_MMAP_THRESHOLD, KEEP);
+            libc::mallopt(libc::M_TRIM_THRESHOLD, KEEP);
+        }
+    }
+}
+
 /// The number of threads [`run`] spreads its jobs over.
 pub(crate) fn count() -> candle_core::Result<usize> {
     num_threads().map_err(candle_core::Error::wrap)
