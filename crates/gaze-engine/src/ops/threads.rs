@@ -114,7 +114,7 @@ const CANDLE_THREADS_VAR: &str = "CANDLE_NUM_THREADS";
 ///   is set. candle's worker pool spins for a while after each op, waiting for the next; in a
 ///   backward pass, where candle adds up every gradient between two of our ops, its spinning
 ///   worker competed with the ops' threads for the cores and about doubled the processor time.
-/// - glibc's `malloc` keeps freed memory for reuse (no trimming, no separate mappings below
+/// - glibc's `malloc` keeps freed memory for reuse (up to 2 GiB, and no separate mappings below
 ///   1 GiB): candle keeps every activation of a tracked forward pass alive until the backward
 ///   pass ends, and handing that memory back to the system after each pass made the next pass
 ///   fault it back in page by page, a third of a tracked forward pass's time.
@@ -127,12 +127,11 @@ pub fn tune_process() {
     }
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
-        const KEEP: libc::c_int = 1 << 30;
         // SAFETY: `mallopt` only changes glibc's allocation thresholds; it is called with valid
         // parameters and takes effect for later allocations.
         unsafe {
-            libc::mallopt(libc::M_MMAP_THRESHOLD, KEEP);
-            libc::mallopt(libc::M_TRIM_THRESHOLD, KEEP);
+            libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 30);
+            libc::mallopt(libc::M_TRIM_THRESHOLD, libc::c_int::MAX);
         }
     }
 }
