@@ -38,7 +38,8 @@ fn layers_lists_every_tap_with_its_shape() {
 
 #[test]
 fn predict_gives_the_top_classes_of_each_image() {
-    let o = gaze(&["predict", "--json", "--top", "3", "--logits", "assets/images/chelsea.png", "assets/images/rocket.jpg"]);
+    let o =
+        gaze(&["predict", "--json", "--top", "3", "--logits", "assets/images/chelsea.png", "assets/images/rocket.jpg"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
     let images = v.as_array().unwrap();

@@ -26,8 +26,17 @@ fn gradcam_writes_pictures_raw_maps_and_a_summary() {
     let dir = outdir("gradcam");
     let out = dir.to_str().unwrap();
     let o = gaze(&[
-        "explain", "--method", "gradcam", "--top", "2", "--raw", "--json", "--out", out,
-        "assets/images/chelsea.png", "assets/images/coffee.png",
+        "explain",
+        "--method",
+        "gradcam",
+        "--top",
+        "2",
+        "--raw",
+        "--json",
+        "--out",
+        out,
+        "assets/images/chelsea.png",
+        "assets/images/coffee.png",
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
@@ -62,11 +71,31 @@ fn gradcam_writes_pictures_raw_maps_and_a_summary() {
 
 #[test]
 fn every_gradient_and_cam_method_runs_from_the_command_line() {
-    for method in ["gradcam++", "xgradcam", "hirescam", "layercam", "eigencam", "scorecam", "ablationcam", "saliency",
-        "gradient-x-input", "guided-backprop", "deconvnet", "guided-gradcam"]
-    {
+    for method in [
+        "gradcam++",
+        "xgradcam",
+        "hirescam",
+        "layercam",
+        "eigencam",
+        "scorecam",
+        "ablationcam",
+        "saliency",
+        "gradient-x-input",
+        "guided-backprop",
+        "deconvnet",
+        "guided-gradcam",
+    ] {
         let dir = outdir(method);
-        let o = gaze(&["explain", "--method", method, "--target", "1,3", "--out", dir.to_str().unwrap(), "assets/images/rocket.jpg"]);
+        let o = gaze(&[
+            "explain",
+            "--method",
+            method,
+            "--target",
+            "1,3",
+            "--out",
+            dir.to_str().unwrap(),
+            "assets/images/rocket.jpg",
+        ]);
         assert!(o.status.success(), "{method}: {}", stderr(&o));
         for class in [1, 3] {
             assert!(dir.join(format!("rocket.{method}.{class}.png")).exists(), "{method} {class}");
@@ -94,7 +123,10 @@ fn bad_methods_layers_classes_and_options_get_exit_code_2() {
         (&["--method", "gradcam", "--layer", "conv9"], "unknown layer `conv9`; valid layers: conv1, relu1"),
         (&["--method", "gradcam", "--target", "8"], "class index 8 is out of range; the model has 8 classes"),
         (&["--method", "saliency", "--aug-smooth"], "--aug-smooth does not apply to saliency"),
-        (&["--method", "gradcam", "--score", "softmax"], "invalid value `softmax` for --score; expected logit or probability"),
+        (
+            &["--method", "gradcam", "--score", "softmax"],
+            "invalid value `softmax` for --score; expected logit or probability",
+        ),
     ];
     for (args, message) in cases {
         let dir = outdir("errors");
