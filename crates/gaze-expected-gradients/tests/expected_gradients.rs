@@ -1,7 +1,5 @@
-mod common;
-
 use candle_core::{DType, Tensor, Var};
-use common::{rel, Act, Net};
+use gaze_testkit::{rel, Act, Net};
 use gaze_core::{select, Explainer, Result, Target};
 use gaze_engine::{probe, scored_outputs, ProbeRequest, TapModel, Taps};
 use gaze_expected_gradients::{ExpectedGradients, RankOrder, SamplePlan, Space};

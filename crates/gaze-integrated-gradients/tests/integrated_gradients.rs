@@ -1,7 +1,5 @@
-mod common;
-
 use candle_core::{DType, Tensor};
-use common::{rel, Act, Net};
+use gaze_testkit::{rel, Act, Net};
 use gaze_core::{select, Explainer, Target};
 use gaze_engine::{probe, ProbeRequest, TapModel};
 use gaze_integrated_gradients::{Baseline, IntegratedGradients, Quadrature};

@@ -1,7 +1,5 @@
-mod common;
-
 use candle_core::{DType, Device, Tensor};
-use common::{rel, Act, Net};
+use gaze_testkit::{rel, Act, Net};
 use gaze_core::{Explainer, Result, Target};
 use gaze_engine::ops::linear;
 use gaze_engine::{probe, ProbeRequest, ReluMode, TapModel, Taps};

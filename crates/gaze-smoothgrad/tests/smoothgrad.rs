@@ -1,7 +1,5 @@
-mod common;
-
 use candle_core::{DType, Device, Tensor};
-use common::{rel, Act, Net};
+use gaze_testkit::{rel, Act, Net};
 use gaze_core::{Attribution, AttributionMeta, Explainer, Resolution, Result, Target};
 use gaze_integrated_gradients::IntegratedGradients;
 use gaze_saliency::Gradient;

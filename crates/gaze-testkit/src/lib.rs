@@ -1,7 +1,13 @@
-//! A small VGG-like model for the tests, with seeded random weights, a tap after every stage, every
-//! stage a cut point, and counters of how often the head and the tail run.
-
-#![allow(dead_code)]
+//! # gaze-testkit
+//!
+//! Test support shared by the gradient method crates (saliency, SmoothGrad, integrated and
+//! expected gradients), used only as a dev-dependency: a small VGG-like model with seeded random
+//! weights, a tap after every stage, every stage a cut point, and counters of how often the head
+//! and the tail run; and [`rel`], the relative error the tests compare with.
+//!
+//! It owns nothing a user runs: no method, no model of the zoo, and it must never become a
+//! dependency of a library crate.
+//! Tests that need a different small model (the CAM and occlusion crates) keep their own.
 
 use std::cell::Cell;
 
@@ -21,6 +27,8 @@ pub enum Act {
     Tanh,
 }
 
+/// conv1 (3→4, 3×3) · relu1 · pool1 (max 2×2) · conv2 (4→6, 3×3) · relu2 · pool2 (adaptive
+/// average to 2×2) · fc (24→5), every layer a tap and a cut point.
 pub struct Net {
     conv1: (Tensor, Tensor),
     conv2: (Tensor, Tensor),
@@ -35,8 +43,11 @@ pub struct Net {
     pub largest_batch: Cell<usize>,
 }
 
+/// The layer (tap) names in forward order.
 pub const LAYERS: [&str; 7] = ["conv1", "relu1", "pool1", "conv2", "relu2", "pool2", "fc"];
+/// The input shape, `[C, H, W]`.
 pub const INPUT: [usize; 3] = [3, 8, 8];
+/// The number of outputs.
 pub const CLASSES: usize = 5;
 
 fn random(rng: &mut StdRng, shape: &[usize], scale: f64, dtype: DType, device: &Device) -> Tensor {
@@ -46,6 +57,7 @@ fn random(rng: &mut StdRng, shape: &[usize], scale: f64, dtype: DType, device: &
 }
 
 impl Net {
+    /// Weights drawn uniformly with a variance-preserving scale from `seed`, in `dtype`.
     pub fn new(seed: u64, act: Act, dtype: DType) -> Self {
         let device = Device::Cpu;
         let mut rng = StdRng::seed_from_u64(seed);
@@ -68,6 +80,7 @@ impl Net {
         }
     }
 
+    /// A seeded random batch of `n` inputs, uniform in `[-1, 1]`.
     pub fn input(&self, n: usize, seed: u64) -> Tensor {
         let mut rng = StdRng::seed_from_u64(seed);
         let [c, h, w] = INPUT;
