@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use candle_core::{DType, Device, Tensor};
 use gaze_cam::{display_maps, Cam, CamConfig, CamMethod};
 use gaze_core::{Explainer, Target};
-use gaze_engine::{TapModel, Taps};
+use gaze_engine::Taps;
 use gaze_models::{Classifier, ModelKind};
 
 fn repo_path(name: &str) -> PathBuf {
