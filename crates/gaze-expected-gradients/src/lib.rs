@@ -283,6 +283,16 @@ impl ExpectedGradients {
             }
         };
         let bg_count = self.background.dim(0).unwrap_or(0);
+        if self.background.rank() == input.rank() && bg_count == 0 {
+            return Err(Error::InvalidOption {
+                option: "the background set".into(),
+                value: format!("{:?} (empty)", self.background.dims()),
+                expected: format!(
+                    "at least one background row [B, {}] with B ≥ 1; the baselines are drawn from it",
+                    join(&input.dims()[1..])
+                ),
+            });
+        }
         if self.background.rank() != input.rank() || self.background.dims()[1..] != input.dims()[1..] || bg_count == 0 {
             return Err(Error::Shape {
                 what: "background".into(),
@@ -563,5 +573,24 @@ fn or_none(names: &[String]) -> String {
         "(none)".into()
     } else {
         names.join(", ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::DType;
+    use gaze_testkit::{Act, Net};
+
+    #[test]
+    fn an_empty_background_set_is_an_error_that_says_so() {
+        let net = Net::new(1, Act::Relu, DType::F32);
+        let x = net.input(2, 1);
+        let empty = net.input(2, 2).narrow(0, 0, 0).unwrap();
+        let err = ExpectedGradients::new(empty).explain(&net, &x, &Target::top_class()).unwrap_err().to_string();
+        assert!(err.contains("the background set") && err.contains("(empty)") && err.contains("B ≥ 1"), "{err}");
+        let one_row = net.input(1, 2);
+        let ok = ExpectedGradients::new(one_row).with_samples(3).explain(&net, &x, &Target::top_class());
+        assert!(ok.is_ok(), "one background row is enough: {:?}", ok.err());
     }
 }

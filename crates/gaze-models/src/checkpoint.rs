@@ -26,8 +26,8 @@ impl Checkpoint {
     /// Reads a checkpoint from bytes; `path` names it in errors.
     pub fn from_bytes(bytes: &[u8], path: &Path, device: &Device) -> Result<Self> {
         let bad = |reason: String| Error::Checkpoint { path: path.to_path_buf(), reason };
-        let (_, header) = SafeTensors::read_metadata(bytes)
-            .map_err(|e| bad(format!("not a readable safetensors file ({e})")))?;
+        let (_, header) =
+            SafeTensors::read_metadata(bytes).map_err(|e| bad(format!("not a readable safetensors file ({e})")))?;
         let metadata = header.metadata().clone().unwrap_or_default();
         let st = SafeTensors::deserialize(bytes).map_err(|e| bad(format!("not a readable safetensors file ({e})")))?;
         let mut shapes = HashMap::new();
@@ -38,12 +38,18 @@ impl Checkpoint {
                 safetensors::Dtype::F16 => DType::F16,
                 safetensors::Dtype::BF16 => DType::BF16,
                 safetensors::Dtype::F64 => DType::F64,
-                other => return Err(bad(format!("tensor `{name}` has dtype {other:?}; expected f32, f16, bf16 or f64"))),
+                other => {
+                    return Err(bad(format!("tensor `{name}` has dtype {other:?}; expected f32, f16, bf16 or f64")))
+                }
             };
             let t = Tensor::from_raw_buffer(view.data(), dtype, view.shape(), &Device::Cpu)
                 .map_err(|e| bad(format!("tensor `{name}`: {e}")))?
-                .to_dtype(DType::F32)?
-                .to_device(device)?;
+                .to_dtype(DType::F32)?;
+            let non_finite = count_non_finite(&t)?;
+            if non_finite > 0 {
+                return Err(bad(format!("tensor `{name}` contains {non_finite} NaN or infinite values")));
+            }
+            let t = t.to_device(device)?;
             shapes.insert(name.clone(), view.shape().to_vec());
             tensors.insert(name, t);
         }
@@ -92,5 +98,53 @@ impl Checkpoint {
     /// Maps a candle error from loading into an error that names this checkpoint.
     pub fn fit_error(&self, e: candle_core::Error) -> Error {
         Error::Checkpoint { path: self.path.clone(), reason: format!("does not fit the architecture: {e}") }
+    }
+}
+
+/// The number of NaN or infinite values of an f32 tensor on the CPU, in one pass over its storage
+/// (without a copy when the tensor is contiguous, as a freshly loaded one is).
+fn count_non_finite(t: &Tensor) -> Result<usize> {
+    let count = |values: &[f32]| values.iter().filter(|v| !v.is_finite()).count();
+    {
+        let (storage, layout) = t.storage_and_layout();
+        if let (candle_core::Storage::Cpu(cpu), Some((start, end))) = (&*storage, layout.contiguous_offsets()) {
+            return Ok(count(&cpu.as_slice::<f32>()?[start..end]));
+        }
+    }
+    Ok(count(&t.flatten_all()?.to_vec1::<f32>()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn checkpoint_bytes(values: Vec<f32>) -> Vec<u8> {
+        let t = Tensor::from_vec(values, (2, 3), &Device::Cpu).unwrap();
+        safetensors::serialize([("conv1.weight", &t)], None).unwrap()
+    }
+
+    #[test]
+    fn non_finite_weights_are_rejected_with_the_tensor_name_and_count() {
+        let bytes = checkpoint_bytes(vec![1.0, f32::NAN, f32::INFINITY, 0.0, f32::NEG_INFINITY, 2.0]);
+        let err = Checkpoint::from_bytes(&bytes, Path::new("w.safetensors"), &Device::Cpu).err().unwrap().to_string();
+        assert_eq!(err, "checkpoint w.safetensors: tensor `conv1.weight` contains 3 NaN or infinite values");
+    }
+
+    #[test]
+    fn finite_weights_load() {
+        let bytes = checkpoint_bytes(vec![1.0, -2.0, 3.5, 0.0, f32::MAX, f32::MIN_POSITIVE]);
+        let c = Checkpoint::from_bytes(&bytes, Path::new("w.safetensors"), &Device::Cpu).unwrap();
+        assert_eq!(c.shape("conv1.weight").unwrap(), &[2, 3]);
+    }
+
+    #[test]
+    fn non_finite_half_precision_weights_are_rejected_too() {
+        let t = Tensor::from_vec(vec![1.0f32, f32::NAN, 0.5, 2.0], (4,), &Device::Cpu)
+            .unwrap()
+            .to_dtype(DType::F16)
+            .unwrap();
+        let bytes = safetensors::serialize([("fc.bias", &t)], None).unwrap();
+        let err = Checkpoint::from_bytes(&bytes, Path::new("h.safetensors"), &Device::Cpu).err().unwrap().to_string();
+        assert!(err.contains("tensor `fc.bias` contains 1 NaN or infinite values"), "{err}");
     }
 }
