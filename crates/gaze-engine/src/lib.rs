@@ -19,6 +19,7 @@ mod chunk;
 mod model;
 pub mod ops;
 mod probe;
+pub mod spatial;
 mod taps;
 
 pub use chunk::{batch_for_budget, chunks, map_chunks, sum_chunks, Chunk};

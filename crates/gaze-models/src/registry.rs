@@ -27,7 +27,7 @@ pub trait Classifier: TapModel + Send + Sync {
     /// The model described as spatial stages, for occlusion that recomputes only what each window
     /// changes (`gaze_occlusion::Occlusion::explain_incremental`); `None` where the model has no
     /// such description (every model but VGG16 for now).
-    fn incremental(&self) -> Option<&dyn gaze_occlusion::Incremental> {
+    fn incremental(&self) -> Option<&dyn gaze_engine::spatial::Incremental> {
         None
     }
 }
@@ -167,7 +167,7 @@ macro_rules! imagenet_classifier {
 // convolution (Keras's `block5_conv3`), ResNet's last stage, Xception's `act4` (Keras's
 // `block14_sepconv2_act`).
 imagenet_classifier!(Vgg16, ModelKind::Vgg16, "features.29", {
-    fn incremental(&self) -> Option<&dyn gaze_occlusion::Incremental> {
+    fn incremental(&self) -> Option<&dyn gaze_engine::spatial::Incremental> {
         Some(self)
     }
 });

@@ -361,12 +361,12 @@ impl TapModel for Vgg16 {
     }
 }
 
-/// VGG16's trunk as incremental stages for occlusion (`gaze_occlusion::incremental`): each
+/// VGG16's trunk as incremental stages for occlusion (`gaze_engine::spatial`): each
 /// convolution with its ReLU folded in (3×3, stride 1, padding 1) and named after the convolution,
 /// each max pool (2×2, stride 2, padding with −∞); the head is everything after `features.30`.
-impl gaze_occlusion::Incremental for Vgg16 {
-    fn stages(&self) -> Vec<gaze_occlusion::incremental::Stage> {
-        use gaze_occlusion::incremental::{Geometry, Stage as Inc};
+impl gaze_engine::spatial::Incremental for Vgg16 {
+    fn stages(&self) -> Vec<gaze_engine::spatial::Stage> {
+        use gaze_engine::spatial::{Geometry, Stage as Inc};
         self.trunk()
             .map(|(i, stage)| match stage {
                 Stage::Conv(_) => Inc::conv(self.stages[i].0.clone(), Geometry::square(3, 1, 1)),
@@ -382,7 +382,7 @@ impl gaze_occlusion::Incremental for Vgg16 {
     fn run_stage_padded(
         &self,
         index: usize,
-        _stage: &gaze_occlusion::incremental::Stage,
+        _stage: &gaze_engine::spatial::Stage,
         inputs: &[Tensor],
     ) -> Result<Tensor> {
         self.run_trunk_stage(index, &inputs[0], true)

@@ -24,9 +24,10 @@
 //! SIGMOD 2019), for models that describe their layers as spatial [`incremental::Stage`]s; the
 //! results equal the full re-computation up to float rounding.
 //!
-//! This crate owns the occlusion methods and the incremental description of a model; it knows no
-//! particular model (those are in `gaze-models`, which may implement [`Incremental`]) and draws
-//! nothing.
+//! This crate owns the occlusion methods and the incremental re-computation; the description of a
+//! model as spatial stages ([`Incremental`]) is `gaze_engine::spatial`'s, re-exported here, so
+//! models implement it without depending on this crate.
+//! It knows no particular model (those are in `gaze-models`) and draws nothing.
 
 mod aggregate;
 mod explain;

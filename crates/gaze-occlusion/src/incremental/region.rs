@@ -1,7 +1,8 @@
 //! Regions of a feature map and how they travel through a stage.
 
-use candle_core::{Tensor, D};
+use candle_core::Tensor;
 use gaze_core::Result;
+use gaze_engine::spatial::Geometry;
 
 /// A half-open interval `start..end` of positions along one axis.
 ///
@@ -62,6 +63,17 @@ pub(crate) struct AxisWindow {
 }
 
 impl AxisWindow {
+    /// The window of `geometry` along axis `a` (0 for rows, 1 for columns).
+    pub fn of(geometry: &Geometry, a: usize) -> Self {
+        let pick = |v: (usize, usize)| if a == 0 { v.0 } else { v.1 };
+        AxisWindow {
+            k: pick(geometry.kernel),
+            s: pick(geometry.stride),
+            p: pick(geometry.padding),
+            d: pick(geometry.dilation),
+        }
+    }
+
     fn reach(&self) -> isize {
         ((self.k - 1) * self.d) as isize
     }
@@ -102,38 +114,6 @@ fn div_ceil(a: isize, b: isize) -> isize {
 pub(crate) fn place(exact: Span, len: usize, size: usize) -> Span {
     let start = if exact.is_empty() { 0 } else { exact.start.min((size - len) as isize).max(0) };
     Span::new(start, start + len as isize)
-}
-
-/// `t` padded on its last two axes by `[top, bottom, left, right]` with `value`.
-pub fn pad2d(t: &Tensor, pad: [usize; 4], value: f64) -> Result<Tensor> {
-    if pad == [0; 4] {
-        return Ok(t.clone());
-    }
-    if value == 0.0 {
-        return Ok(t.pad_with_zeros(D::Minus2, pad[0], pad[1])?.pad_with_zeros(D::Minus1, pad[2], pad[3])?);
-    }
-    let filled =
-        |dims: Vec<usize>| -> Result<Tensor> { Ok(Tensor::zeros(dims, t.dtype(), t.device())?.affine(0.0, value)?) };
-    let rank = t.rank();
-    let mut t = t.clone();
-    for (axis, before, after) in [(rank - 2, pad[0], pad[1]), (rank - 1, pad[2], pad[3])] {
-        if before + after == 0 {
-            continue;
-        }
-        let mut parts = Vec::with_capacity(3);
-        let mut dims = t.dims().to_vec();
-        if before > 0 {
-            dims[axis] = before;
-            parts.push(filled(dims.clone())?);
-        }
-        parts.push(t.clone());
-        if after > 0 {
-            dims[axis] = after;
-            parts.push(filled(dims)?);
-        }
-        t = Tensor::cat(&parts, axis)?;
-    }
-    Ok(t)
 }
 
 /// `base` `[C, h, w]` with `src` `[C, sh, sw]` written at `(top, left)`.
@@ -225,14 +205,11 @@ mod tests {
     }
 
     #[test]
-    fn paste_and_pad_assemble_tiles() {
+    fn paste_assembles_tiles() {
         let d = Device::Cpu;
         let base = Tensor::zeros((1, 3, 4), candle_core::DType::F32, &d).unwrap();
         let src = Tensor::ones((1, 2, 2), candle_core::DType::F32, &d).unwrap();
         let out = paste(&base, &src, 1, 1).unwrap().to_vec3::<f32>().unwrap();
         assert_eq!(out[0], vec![vec![0., 0., 0., 0.], vec![0., 1., 1., 0.], vec![0., 1., 1., 0.]]);
-        let p = pad2d(&src, [1, 0, 0, 1], f64::NEG_INFINITY).unwrap().to_vec3::<f32>().unwrap();
-        assert_eq!(p[0][0], vec![f32::NEG_INFINITY; 3]);
-        assert_eq!(p[0][1], vec![1.0, 1.0, f32::NEG_INFINITY]);
     }
 }

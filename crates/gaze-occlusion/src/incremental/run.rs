@@ -3,8 +3,9 @@
 use candle_core::Tensor;
 use gaze_core::{Error, Result};
 
-use super::region::{pad2d, paste, place, Rect, Span};
-use super::{Incremental, Stage};
+use gaze_engine::spatial::{pad2d, Incremental, Stage};
+
+use super::region::{paste, place, AxisWindow, Rect, Span};
 use crate::patches::Patch;
 use crate::perturb::occlude;
 
@@ -209,7 +210,7 @@ pub(crate) fn occluded_logits<M: Incremental + ?Sized>(
         let (oh, ow) = spatial(&cache[i + 1]);
         let out_channels = cache[i + 1].dims()[0];
         let g = &stage.geometry;
-        let (ah, aw) = (g.axis(0), g.axis(1));
+        let (ah, aw) = (AxisWindow::of(g, 0), AxisWindow::of(g, 1));
         let rects: Vec<Rect> = (0..b)
             .map(|s| {
                 stage.inputs.iter().fold([Span::EMPTY; 2], |acc, &n| {
