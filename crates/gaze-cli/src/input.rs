@@ -2,10 +2,9 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
-use candle_core::{DType, Device, Tensor};
-use gaze_core::Error;
-use gaze_models::{load_image, Classifier};
+use anyhow::Result;
+use candle_core::{Device, Tensor};
+use gaze_models::{load_image, load_input_tensor, Classifier};
 use image::RgbImage;
 
 use crate::UsageError;
@@ -45,26 +44,8 @@ pub fn read_batch(model: &dyn Classifier, images: &[PathBuf], tensor_file: Optio
 }
 
 fn read_tensor_file(model: &dyn Classifier, path: &Path, device: &Device) -> Result<Batch> {
-    let tensors = candle_core::safetensors::load(path, device)
-        .map_err(|e| Error::Checkpoint { path: path.to_path_buf(), reason: format!("cannot read tensors: {e}") })?;
-    let input = tensors.get("input").ok_or_else(|| Error::Checkpoint {
-        path: path.to_path_buf(),
-        reason: format!("no tensor named `input`; it has: {}", tensors.keys().cloned().collect::<Vec<_>>().join(", ")),
-    })?;
-    let [c, _, _] = model.input_shape();
-    match input.dims() {
-        [n, ch, _, _] if *ch == c && *n > 0 => {}
-        other => {
-            return Err(Error::Shape {
-                what: format!("tensor `input` in {}", path.display()),
-                expected: format!("[N, {c}, H, W] with N >= 1"),
-                got: other.to_vec(),
-            }
-            .into())
-        }
-    }
-    let input = input.to_dtype(DType::F32).context("converting `input` to f32")?;
-    gaze_core::numeric::ensure_finite(&input, &format!("tensor `input` in {}", path.display()))?;
+    let [channels, _, _] = model.input_shape();
+    let input = load_input_tensor(path, channels, device)?;
     let n = input.dim(0)?;
     Ok(Batch { input, stems: (0..n).map(|i| format!("input-{i}")).collect(), images: Vec::new() })
 }

@@ -25,7 +25,9 @@ pub mod xception;
 pub use checkpoint::Checkpoint;
 pub use demo::{DemoCnn, DemoCnnConfig, DEMO_WEIGHTS};
 pub use imagenet::{imagenet_class, imagenet_classes, ClassNames, ImagenetClass};
-pub use preprocess::{load_image, resize_pil, Filter, Preprocess};
+pub use preprocess::{
+    input_tensor_from_bytes, load_image, load_image_bytes, load_input_tensor, resize_pil, Filter, Preprocess,
+};
 pub use registry::{load, Classifier, HubWeights, ModelKind};
 pub use resnet::{ResNet, ResNetConfig};
 pub use vgg::{Vgg16, Vgg16Config, VggLayout};

@@ -6,9 +6,10 @@
 //! accumulated sampling positions for nearest neighbour.
 //! So a tensor made here equals the one PyTorch or Keras makes from the same file.
 
+use std::io::{BufRead, Cursor, Seek};
 use std::path::Path;
 
-use candle_core::{Device, Tensor};
+use candle_core::{DType, Device, Tensor};
 use image::{DynamicImage, ImageReader, Limits, RgbImage};
 
 use crate::{Error, Result};
@@ -275,11 +276,22 @@ fn resample_vertical(image: &RgbImage, height: u32, filter: Filter) -> RgbImage 
 /// Decodes an image file with size limits, converting grayscale, alpha and 16-bit images to 8-bit
 /// RGB.
 pub fn load_image(path: &Path) -> Result<RgbImage> {
+    let reader = ImageReader::open(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
+    decode(reader, path)
+}
+
+/// Decodes an image held in memory exactly as [`load_image`] decodes a file (same formats, same
+/// limits, same conversions); `name` names it in errors.
+pub fn load_image_bytes(bytes: &[u8], name: &Path) -> Result<RgbImage> {
+    decode(ImageReader::new(Cursor::new(bytes)), name)
+}
+
+/// Guesses the format from the first bytes, sets the decoder's limits (at most
+/// [`MAX_IMAGE_SIDE`] pixels a side and [`MAX_IMAGE_BYTES`] of allocation, checked against the
+/// header before any pixel memory is taken) and decodes to 8-bit RGB.
+fn decode<R: BufRead + Seek>(reader: ImageReader<R>, path: &Path) -> Result<RgbImage> {
     let bad = |reason: String| Error::Image { path: path.to_path_buf(), reason };
-    let mut reader = ImageReader::open(path)
-        .map_err(|source| Error::Io { path: path.to_path_buf(), source })?
-        .with_guessed_format()
-        .map_err(|e| bad(format!("cannot read the file ({e})")))?;
+    let mut reader = reader.with_guessed_format().map_err(|e| bad(format!("cannot read the file ({e})")))?;
     if reader.format().is_none() {
         return Err(bad("not a recognised image format; expected PNG or JPEG".into()));
     }
@@ -290,4 +302,52 @@ pub fn load_image(path: &Path) -> Result<RgbImage> {
     reader.limits(limits);
     let image: DynamicImage = reader.decode().map_err(|e| bad(format!("cannot decode ({e})")))?;
     Ok(image.to_rgb8())
+}
+
+/// Reads a preprocessed model input from a safetensors file: the tensor named `input`, shape
+/// `[N, channels, H, W]` with N, H and W at least 1, stored as f32, f16, bf16 or f64, with only
+/// finite values; returned as f32 on `device`.
+///
+/// This is what the command line's `--input FILE` reads; it bypasses decoding and preprocessing.
+pub fn load_input_tensor(path: &Path, channels: usize, device: &Device) -> Result<Tensor> {
+    let bytes = std::fs::read(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
+    input_tensor_from_bytes(&bytes, path, channels, device)
+}
+
+/// [`load_input_tensor`] over the bytes of a safetensors file; `path` names it in errors.
+pub fn input_tensor_from_bytes(bytes: &[u8], path: &Path, channels: usize, device: &Device) -> Result<Tensor> {
+    let bad = |reason: String| Error::Checkpoint { path: path.to_path_buf(), reason };
+    let st = safetensors::SafeTensors::deserialize(bytes)
+        .map_err(|e| bad(format!("not a readable safetensors file ({e})")))?;
+    let view = st.tensor("input").map_err(|_| {
+        let mut names = st.names();
+        names.sort();
+        bad(format!(
+            "no tensor named `input`; it has: {}",
+            if names.is_empty() { "no tensors".into() } else { names.join(", ") }
+        ))
+    })?;
+    let what = format!("tensor `input` in {}", path.display());
+    let dtype = match view.dtype() {
+        safetensors::Dtype::F32 => DType::F32,
+        safetensors::Dtype::F16 => DType::F16,
+        safetensors::Dtype::BF16 => DType::BF16,
+        safetensors::Dtype::F64 => DType::F64,
+        other => return Err(bad(format!("tensor `input` has dtype {other:?}; expected f32, f16, bf16 or f64"))),
+    };
+    match view.shape() {
+        [n, c, h, w] if *c == channels && *n > 0 && *h > 0 && *w > 0 => {}
+        other => {
+            return Err(Error::Shape {
+                what,
+                expected: format!("[N, {channels}, H, W] with N, H and W at least 1"),
+                got: other.to_vec(),
+            })
+        }
+    }
+    let input = Tensor::from_raw_buffer(view.data(), dtype, view.shape(), &Device::Cpu)
+        .map_err(|e| bad(format!("tensor `input`: {e}")))?
+        .to_dtype(DType::F32)?;
+    gaze_core::numeric::ensure_finite(&input, &what)?;
+    Ok(input.to_device(device)?)
 }
