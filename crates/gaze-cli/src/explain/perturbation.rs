@@ -26,8 +26,23 @@ pub fn occlusion(ctx: &Context) -> Result<Explanation> {
     if let Some(b) = o.batch {
         config = config.with_batch(b);
     }
-    let attribution = Occlusion::new(config).explain(ctx.model, &ctx.batch.input, &ctx.target)?;
+    let occlusion = Occlusion::new(config);
+    let attribution = match ctx.model.incremental().filter(|_| incremental_allowed()) {
+        Some(model) => occlusion.explain_incremental(model, &ctx.batch.input, &ctx.target)?.0,
+        None => occlusion.explain(ctx.model, &ctx.batch.input, &ctx.target)?,
+    };
     Ok(Explanation { attribution, picture: Picture::Heat })
+}
+
+/// The environment variable that, set to `0`, makes `occlusion` run every occluded copy through the
+/// whole model even where the model describes its spatial stages.
+/// The incremental path gives the same maps up to float rounding; the variable exists to compare the
+/// two and to rule the incremental path out when hunting a bug.
+const INCREMENTAL_VAR: &str = "GAZE_OCCLUSION_INCREMENTAL";
+
+/// Whether occlusion may recompute only what each window changes: unless [`INCREMENTAL_VAR`] is `0`.
+fn incremental_allowed() -> bool {
+    std::env::var_os(INCREMENTAL_VAR).is_none_or(|v| v != "0")
 }
 
 pub fn rise(ctx: &Context) -> Result<Explanation> {
