@@ -1,11 +1,13 @@
 //! # gaze
 //!
-//! The `gaze` command line: `predict`, `layers`, `explain`, `report` (see `docs/cli.md` for the
+//! The `gaze` command line: `predict`, `layers`, `explain`, `report`, `demo`, `eval` (see `docs/cli.md` for the
 //! contract).
 //! It owns argument parsing, finding model weights, reading and writing files, and exit codes:
 //! 0 when everything asked for was written, 2 for bad usage or input, 1 for other failures.
 //! It computes nothing itself: models, methods and pictures come from the library crates.
 
+mod demo;
+mod eval;
 mod explain;
 mod input;
 mod layers;
@@ -36,6 +38,10 @@ enum Command {
     Explain(explain::Args),
     /// An HTML page comparing methods side by side on several images (DIR/index.html).
     Report(report::Args),
+    /// Every method on shapes images for the embedded demo model, with a leaderboard (DIR/index.html).
+    Demo(demo::Args),
+    /// The leaderboard of methods on the shapes data set's ground truth, with random and centre baselines.
+    Eval(eval::Args),
 }
 
 /// An error in how gaze was called (exit code 2).
@@ -50,6 +56,8 @@ fn main() -> ExitCode {
         Command::Layers(args) => layers::run(args),
         Command::Explain(args) => explain::run(args),
         Command::Report(args) => report::run(args),
+        Command::Demo(args) => demo::run(args),
+        Command::Eval(args) => eval::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -29,7 +29,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context as _, Result};
-use candle_core::DType;
+use candle_core::{DType, Tensor};
 use clap::Args as ClapArgs;
 use gaze_core::{Attribution, Score, Target, TargetSpec};
 use gaze_engine::ops::softmax_last_dim;
@@ -37,7 +37,7 @@ use gaze_engine::scored_outputs;
 use gaze_models::{load_image, resize_pil, Classifier, Filter, Preprocess};
 use gaze_render::{colorbar, save_png, write_atomic, Colorbar, FigureStyle, RgbImage, RgbaImage, WriteOptions};
 
-use crate::explain::{display_size, explain_with, Context, Method, MethodOptions};
+use crate::explain::{display_size, explain_with, Context, Explanation, Method, MethodOptions};
 use crate::input::{read_batch, Batch};
 use crate::model::ModelArgs;
 use crate::UsageError;
@@ -81,6 +81,8 @@ struct Row {
     /// The picture of the image at display size, as a file name in the folder.
     file: String,
     size: (u32, u32),
+    /// A line under the image (the demo's ground truth).
+    note: Option<String>,
     predictions: Vec<Prediction>,
     targets: Vec<usize>,
 }
@@ -123,24 +125,110 @@ pub fn run(args: Args) -> Result<()> {
     let model = model.as_ref();
     let batch = read_batch(model, &args.images, None)?;
     let stems = unique_stems(&batch.stems);
-    let displays = args
-        .images
-        .iter()
-        .zip(&batch.images)
-        .map(|(path, small)| display_base(path, &model.preprocess(), small))
-        .collect::<Result<Vec<_>>>()?;
+    let mut images = Vec::with_capacity(stems.len());
+    for (n, (path, small)) in args.images.iter().zip(&batch.images).enumerate() {
+        images.push(ReportImage {
+            stem: stems[n].clone(),
+            input: batch.input.get(n)?,
+            display: display_base(path, &model.preprocess(), small)?,
+            note: None,
+        });
+    }
+    let background = if args.background.is_empty() { args.images.clone() } else { args.background.clone() };
+    let options = |method: Method| options_for(method, &background);
+    let spec = ReportSpec {
+        model,
+        weights: args.model.weights.as_deref(),
+        images,
+        methods,
+        target: target_of(&args, score),
+        predictions: args.predictions,
+        options: &options,
+        explain: &explain_with,
+        sections: String::new(),
+        command: "gaze report",
+        out: args.out.clone(),
+        overwrite: args.overwrite,
+    };
+    let index = write_report(&spec)?;
+    println!("wrote {}", index.display());
+    Ok(())
+}
+
+/// One image of a report, already read: what [`write_report`] takes, from files (`gaze report`) or
+/// drawn in memory (`gaze demo`).
+pub struct ReportImage {
+    /// The name of the image's row and the stem of its pictures' files (unique in the report).
+    pub stem: String,
+    /// The model's input `[3, H, W]`, preprocessed.
+    pub input: Tensor,
+    /// The image as the page shows it, at the [`display_size`] of the model input.
+    pub display: RgbImage,
+    /// A line of text under the image (the ground truth of a shapes image), if any.
+    pub note: Option<String>,
+}
+
+/// How a method runs on one image of a report: [`explain_with`], or a caller's own for methods
+/// that need inputs the options cannot name (the demo's in-memory background).
+pub type ExplainFn<'a> = dyn Fn(&Context, Method) -> Result<Explanation> + 'a;
+
+/// Everything a report needs: the model, the images, the methods and where to write.
+pub struct ReportSpec<'a> {
+    pub model: &'a dyn Classifier,
+    /// The checkpoint file, for the page's header (`None` for embedded or cached weights).
+    pub weights: Option<&'a Path>,
+    pub images: Vec<ReportImage>,
+    /// The methods, each once.
+    pub methods: Vec<Method>,
+    /// The classes every method explains, with the score they index.
+    pub target: Target,
+    /// How many of the model's top classes to list under each image (at least 1).
+    pub predictions: usize,
+    /// The options each method runs with.
+    pub options: &'a dyn Fn(Method) -> MethodOptions,
+    pub explain: &'a ExplainFn<'a>,
+    /// HTML placed between the grid and the colour scales (the demo's leaderboard); empty for none.
+    pub sections: String,
+    /// The command named in the page's footer.
+    pub command: &'a str,
+    pub out: PathBuf,
+    pub overwrite: bool,
+}
+
+/// Runs every method of `spec` on every image, then writes the pictures and `index.html` into
+/// `spec.out` (created if needed); returns the page's path.
+///
+/// Nothing is written until every method has run; a file that exists is an error before anything
+/// runs unless `spec.overwrite`, and a failure while writing removes what this call wrote.
+pub fn write_report(spec: &ReportSpec) -> Result<PathBuf> {
+    if spec.images.is_empty() {
+        return Err(UsageError("give at least one IMAGE to report on".into()).into());
+    }
+    if spec.predictions == 0 {
+        return Err(UsageError("--predictions must be at least 1".into()).into());
+    }
+    let model = spec.model;
+    let methods = &spec.methods;
+    let score = spec.target.score.clone();
+    let inputs: Vec<Tensor> = spec.images.iter().map(|i| i.input.clone()).collect();
+    let input = Tensor::stack(&inputs, 0)?;
+    let displays: Vec<RgbImage> = spec.images.iter().map(|i| i.display.clone()).collect();
 
     // One forward pass gives the predictions and fixes the targets for every method.
-    let logits = model.forward(&batch.input)?;
-    let target = target_of(&args, score.clone());
+    let logits = model.forward(&input)?;
+    let target = &spec.target;
     let targets = target.resolve(&scored_outputs(&logits, &score)?)?;
     let probabilities = softmax_last_dim(&logits)?.to_dtype(DType::F32)?.to_vec2::<f32>()?;
-    let top = Target::top(args.predictions.min(model.num_classes())).resolve(&logits)?;
-    let rows: Vec<Row> = (0..stems.len())
-        .map(|n| Row {
-            stem: stems[n].clone(),
-            file: format!("{}.png", stems[n]),
+    let top = Target::top(spec.predictions.min(model.num_classes())).resolve(&logits)?;
+    let rows: Vec<Row> = spec
+        .images
+        .iter()
+        .enumerate()
+        .map(|(n, image)| Row {
+            stem: image.stem.clone(),
+            file: format!("{}.png", image.stem),
             size: displays[n].dimensions(),
+            note: image.note.clone(),
             predictions: top[n]
                 .iter()
                 .map(|&c| Prediction { class: c, label: label(model, c), probability: probabilities[n][c] })
@@ -149,15 +237,15 @@ pub fn run(args: Args) -> Result<()> {
         })
         .collect();
 
-    let dir = &args.out;
+    let dir = &spec.out;
     std::fs::create_dir_all(dir).map_err(|source| gaze_core::Error::Io { path: dir.clone(), source })?;
-    let opts = WriteOptions { overwrite: args.overwrite };
-    refuse_existing(dir, &rows, &methods, opts)?;
+    let opts = WriteOptions { overwrite: spec.overwrite };
+    refuse_existing(dir, &rows, methods, opts)?;
 
     let steps = (methods.len() * rows.len()) as u64;
-    let bar = crate::progress::bar(steps, "report");
+    let bar = crate::progress::bar(steps, spec.command.trim_start_matches("gaze "));
     let mut results = Vec::with_capacity(methods.len());
-    for &method in &methods {
+    for &method in methods {
         let mut result = MethodResult {
             method,
             settings: BTreeMap::new(),
@@ -166,15 +254,15 @@ pub fn run(args: Args) -> Result<()> {
             columns: 0,
             cells: Vec::with_capacity(rows.len()),
         };
+        let options = (spec.options)(method);
         for (n, row) in rows.iter().enumerate() {
             bar.set_message(format!("{} · {}", method.name(), row.stem));
             let started = Instant::now();
             let one = Batch {
-                input: batch.input.narrow(0, n, 1)?,
+                input: input.narrow(0, n, 1)?,
                 stems: vec![row.stem.clone()],
                 images: vec![displays[n].clone()],
             };
-            let options = options_for(method, &args);
             let ctx = Context {
                 model,
                 batch: &one,
@@ -183,7 +271,7 @@ pub fn run(args: Args) -> Result<()> {
                 options: &options,
             };
             let explanation =
-                explain_with(&ctx, method).with_context(|| format!("{} on {}", method.name(), row.stem))?;
+                (spec.explain)(&ctx, method).with_context(|| format!("{} on {}", method.name(), row.stem))?;
             let pictures = explanation.picture.render(&explanation.attribution, &one, model)?;
             result.seconds += started.elapsed().as_secs_f64();
             if n == 0 {
@@ -208,7 +296,15 @@ pub fn run(args: Args) -> Result<()> {
             scales.push((name.clone(), format!("colorbar.{name}.png"), picture));
         }
     }
-    let page = Page { model, weights: args.model.weights.as_deref(), target: &target, rows: &rows, results: &results };
+    let page = Page {
+        model,
+        weights: spec.weights,
+        target,
+        rows: &rows,
+        results: &results,
+        sections: &spec.sections,
+        command: spec.command,
+    };
     let html = page.html(&scales);
 
     // Everything is computed: only now are files written, the page last, and a failure removes
@@ -221,16 +317,29 @@ pub fn run(args: Args) -> Result<()> {
         }
     }
     outcome?;
-    println!("wrote {}", dir.join("index.html").display());
+    Ok(dir.join("index.html"))
+}
+
+/// An error when `dir/index.html` exists and `overwrite` is off: the check a command that computes
+/// for long before it writes (`gaze demo`) makes first.
+pub fn refuse_existing_page(dir: &Path, overwrite: bool) -> Result<()> {
+    let index = dir.join("index.html");
+    if !overwrite && index.exists() {
+        return Err(UsageError(format!(
+            "{} already exists; pass --overwrite to replace the report, or choose another --out",
+            index.display()
+        ))
+        .into());
+    }
     Ok(())
 }
 
 /// The method options the report runs `method` with: the defaults, and for expected gradients the
 /// background (`--background`, or the report's own images).
-fn options_for(method: Method, args: &Args) -> MethodOptions {
+fn options_for(method: Method, background: &[PathBuf]) -> MethodOptions {
     let mut options = MethodOptions::default();
     if method.name() == "expected-gradients" {
-        options.background = if args.background.is_empty() { args.images.clone() } else { args.background.clone() };
+        options.background = background.to_vec();
     }
     options
 }
@@ -269,7 +378,7 @@ fn write_all(
 }
 
 /// The methods named on the command line, each once.
-fn parse_methods(names: &[String]) -> Result<Vec<Method>> {
+pub(crate) fn parse_methods(names: &[String]) -> Result<Vec<Method>> {
     let mut methods: Vec<Method> = Vec::new();
     for name in names {
         let name = name.trim();
@@ -399,6 +508,10 @@ struct Page<'a> {
     target: &'a Target,
     rows: &'a [Row],
     results: &'a [MethodResult],
+    /// HTML between the grid and the colour scales.
+    sections: &'a str,
+    /// The command named in the footer.
+    command: &'a str,
 }
 
 impl Page<'_> {
@@ -495,7 +608,11 @@ impl Page<'_> {
                     percent
                 );
             }
-            s.push_str("</ol></figcaption></figure></td>");
+            s.push_str("</ol>");
+            if let Some(note) = &row.note {
+                let _ = write!(s, "<p class=\"truth\">{}</p>", esc(note));
+            }
+            s.push_str("</figcaption></figure></td>");
             for r in self.results {
                 for t in 0..r.columns {
                     match r.cells.get(n).and_then(|cells| cells.get(t)) {
@@ -525,6 +642,7 @@ impl Page<'_> {
             s.push_str("</tr>\n");
         }
         s.push_str("</tbody>\n</table>\n</div>\n");
+        s.push_str(self.sections);
 
         // The colour scales.
         if !scales.is_empty() {
@@ -567,8 +685,9 @@ impl Page<'_> {
 
         let _ = writeln!(
             s,
-            "<footer>Made by <code>gaze report</code> {}. The page and its pictures need no network. \
+            "<footer>Made by <code>{}</code> {}. The page and its pictures need no network. \
              <span id=\"gaze-status\" data-images=\"-1\" data-images-loaded=\"-1\" data-errors=\"-1\"></span></footer>\n</body>\n</html>",
+            esc(self.command),
             env!("CARGO_PKG_VERSION")
         );
         s
@@ -599,7 +718,7 @@ fn column_title(target: &Target, rows: &[Row], t: usize, model: &dyn Classifier)
 }
 
 /// A method's name for people.
-fn display_name(method: Method) -> &'static str {
+pub(crate) fn display_name(method: Method) -> &'static str {
     match method.name() {
         "gradcam" => "Grad-CAM",
         "gradcam++" => "Grad-CAM++",
@@ -651,7 +770,7 @@ fn description(method: Method) -> &'static str {
 }
 
 /// Escapes text for HTML.
-fn esc(text: &str) -> String {
+pub(crate) fn esc(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for ch in text.chars() {
         match ch {
@@ -712,6 +831,9 @@ ol.predictions li:first-child { font-weight: 600; }
 .methods td:nth-child(2) { max-width: 34em; }
 .time { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 .note { color: var(--muted); font-size: 12px; }
+.truth { margin: 6px 0 0; font-size: 12px; font-weight: 600; }
+.methods td.num { text-align: right; font-variant-numeric: tabular-nums; }
+.methods tr.baseline td { color: var(--muted); font-style: italic; }
 code { font: 12px ui-monospace, 'DejaVu Sans Mono', monospace; white-space: nowrap; }
 footer { margin-top: 28px; color: var(--muted); font-size: 12px; }
 ";

@@ -11,6 +11,7 @@
 //! - [`sanity_check`] with [`randomize_weights`]: do the maps change when the model's layers are
 //!   randomised, measured by [`spearman`] rank correlation and [`ssim`]?
 //! - [`evaluate`]: every map-level metric in one call, for a command line looping over methods.
+//! - [`random_maps`] and [`centre_maps`]: the baselines a method must beat.
 //!
 //! ## References
 //! - Zhang et al., "Top-down Neural Attention by Excitation Backprop", ECCV 2016,
@@ -28,6 +29,7 @@
 //! method and no model: this crate must not depend on `gaze-models` or on any method crate, and it
 //! never touches files or the network.
 
+mod baselines;
 mod causal;
 mod dataset;
 mod evaluate;
@@ -38,6 +40,7 @@ mod rng;
 mod sanity;
 mod similarity;
 
+pub use baselines::{centre_maps, random_maps};
 pub use causal::{trapezoid_auc, CausalCurves, CausalMetric, CausalMode, Substrate};
 pub use dataset::{Background, Batch, PixelNorm, Sample, ShapeInstance, ShapesConfig, ShapesDataset};
 pub use evaluate::{evaluate, Evaluation, EvaluationConfig};
