@@ -89,6 +89,19 @@ fn make_files(dir: &Path) {
     shape.insert("conv1.weight".into(), w.reshape((n, 1, 1, 1)).unwrap());
     save(&shape, &dir.join("shape.safetensors"));
 
+    let mut nan_weights = xception_weights();
+    let w = &nan_weights["conv1.weight"];
+    let mut v: Vec<f32> = w.flatten_all().unwrap().to_vec1().unwrap();
+    v[0] = f32::NAN;
+    v[5] = f32::NEG_INFINITY;
+    let w = Tensor::from_vec(v, w.dims(), &Device::Cpu).unwrap();
+    nan_weights.insert("conv1.weight".into(), w);
+    save(&nan_weights, &dir.join("nan-weights.safetensors"));
+
+    std::fs::create_dir_all(dir.join("empty-background")).unwrap();
+    let empty = Tensor::zeros((0, 3, 64, 64), DType::F32, &Device::Cpu).unwrap();
+    save(&HashMap::from([("input".to_string(), empty)]), &dir.join("empty-background.safetensors"));
+
     let mut values = vec![0.5f32; 3 * 64 * 64];
     values[100] = f32::NAN;
     let input = Tensor::from_vec(values, (1, 3, 64, 64), &Device::Cpu).unwrap();
@@ -167,6 +180,21 @@ fn every_bad_input_fails_with_exit_code_2_and_names_the_problem() {
                 &image,
             ]),
             vec!["missing tensor `conv1.weight`".into(), "right architecture".into()],
+        ),
+        (
+            "NaN or infinite values in the weights",
+            xception(p("nan-weights.safetensors")),
+            vec!["nan-weights.safetensors".into(), "tensor `conv1.weight` contains 2 NaN or infinite values".into()],
+        ),
+        (
+            "an empty background folder",
+            explain(&["--method", "expected-gradients", "--background", &p("empty-background"), &image]),
+            vec!["--background".into(), "no PNG or JPEG images".into()],
+        ),
+        (
+            "a background tensor file with 0 rows",
+            explain(&["--method", "expected-gradients", "--background", &p("empty-background.safetensors"), &image]),
+            vec!["empty-background.safetensors".into(), "got [0, 3, 64, 64]".into()],
         ),
         (
             "unknown model",
