@@ -5,6 +5,7 @@
 
 mod bench;
 mod fetch;
+mod fuzz;
 mod golden;
 mod tidy;
 mod train_demo;
@@ -28,6 +29,8 @@ enum Command {
     Bench(bench::Args),
     /// Downloads pretrained weights (vgg16, resnet50, xception) into the Hugging Face cache.
     FetchWeights(fetch::Args),
+    /// Fuzzes the image, --input tensor and checkpoint loaders with cargo-fuzz (fuzz/) for N seconds each.
+    Fuzz(fuzz::Args),
     /// Regenerates fixtures/ from the Python peers (tools/golden.py in target/golden-venv).
     Golden(golden::Args),
     /// Trains the demo CNN on the shapes data set and writes the embedded checkpoint.
@@ -41,6 +44,7 @@ fn main() -> Result<()> {
         Command::Tidy => tidy::run(&workspace_root()),
         Command::Bench(args) => bench::run(&workspace_root(), &args),
         Command::FetchWeights(args) => fetch::run(&args),
+        Command::Fuzz(args) => fuzz::run(&workspace_root(), &args),
         Command::Golden(args) => golden::run(&workspace_root(), &args),
         Command::TrainDemo(args) => train_demo::run(&workspace_root(), &args),
         Command::Tutorial(args) => tutorial::run(&workspace_root(), &args),
