@@ -245,7 +245,9 @@ impl Geom {
                     out.fill(T::ZERO);
                     continue;
                 };
-                let (lo, hi) = (a.max(ox0), b.min(ox1).max(a.max(ox0)));
+                // The columns `lo..hi` of `a..b` read the input; a segment can end before `ox0`.
+                let lo = a.max(ox0).min(b);
+                let hi = b.min(ox1).max(lo);
                 out[..lo - a].fill(T::ZERO);
                 out[hi - a..].fill(T::ZERO);
                 if hi == lo {
@@ -595,9 +597,17 @@ fn forward_split<T: Float>(g: &Geom, threads: usize, x: &[T], w: &[T], b: &[T]) 
         // Tiles of at least 128 pixels, so that packing the weights for each tile's multiply
         // stays small beside the multiply; then blocks of output channels when the tiles are too
         // few to share out.
-        let width = if g.pointwise() { p } else { (g.cols_budget / k.max(1)).max(128) };
-        let pixel_tiles = ranges(p, p.div_ceil(width.max(1)), 16);
-        let row_parts = ranges(cout_g, splits(base * pixel_tiles.len(), threads).min(cout_g.div_ceil(16)), 16);
+        // A 1×1 convolution multiplies its input as it is: the weights are the smaller operand
+        // when the plane has more pixels than there are output channels, so the jobs split the
+        // pixels (each job packs only its own columns of the input) and keep every channel.
+        let (pixel_tiles, row_parts) = if g.pointwise() && p > cout_g {
+            (ranges(p, splits(base, threads), 16), vec![(0, cout_g)])
+        } else {
+            let width = if g.pointwise() { p } else { (g.cols_budget / k.max(1)).max(128) };
+            let pixel_tiles = ranges(p, p.div_ceil(width.max(1)), 16);
+            let parts = splits(base * pixel_tiles.len(), threads).min(cout_g.div_ceil(16));
+            (pixel_tiles, ranges(cout_g, parts, 16))
+        };
         let jobs: Vec<Job> = (0..g.n)
             .flat_map(|n| (0..g.groups).map(move |grp| (n, grp)))
             .flat_map(|(n, grp)| pixel_tiles.iter().map(move |&t| (n, grp, t)))
@@ -639,6 +649,11 @@ fn input_grad<T: Float>(g: &Geom, dy: &[T], w: &[T]) -> CResult<Vec<T>> {
 
 /// [`input_grad`] on the pool the caller runs on, its work split for `threads` threads.
 fn input_grad_split<T: Float>(g: &Geom, threads: usize, dy: &[T], w: &[T]) -> CResult<Vec<T>> {
+    input_grad_col2im(g, threads, dy, w)
+}
+
+/// The input gradient by gemm and col2im.
+fn input_grad_col2im<T: Float>(g: &Geom, threads: usize, dy: &[T], w: &[T]) -> CResult<Vec<T>> {
     let hw = g.h * g.w;
     let mut dx = vec![T::ZERO; g.n * g.cin * hw];
     if dx.is_empty() {
@@ -656,8 +671,11 @@ fn input_grad_split<T: Float>(g: &Geom, threads: usize, dy: &[T], w: &[T]) -> CR
         let (k, p, cin_g, cout_g, kk) = (g.k(), g.plane(), g.cin_g(), g.cout_g(), g.kh * g.kw);
         let base = g.n * g.groups;
         let parts = splits(base, threads);
-        // Blocks of whole input channels when there are enough of them, bands of rows otherwise.
-        let (chunks, bands) = if cin_g >= 4 * parts {
+        // Blocks of whole input channels when there are enough of them, bands of rows otherwise;
+        // a 1×1 convolution whose plane has more pixels than input channels always splits the
+        // rows, so that each job packs only its own band of the output gradient.
+        let rows_first = g.pointwise() && hw > cin_g;
+        let (chunks, bands) = if cin_g >= 4 * parts && !rows_first {
             (ranges(cin_g, parts, 1), vec![(0, g.h)])
         } else {
             (vec![(0, cin_g)], ranges(g.h, parts, 1))
@@ -905,6 +923,7 @@ mod tests {
             ([2, 4, 11, 8], [6, 2, 3, 3], Conv2dConfig::default().stride(2).groups(2)),
             ([1, 3, 13, 9], [5, 3, 3, 3], Conv2dConfig::default().stride(2)),
             ([1, 20, 9, 7], [40, 20, 1, 1], Conv2dConfig::default()),
+            ([2, 70, 3, 5], [80, 70, 1, 1], Conv2dConfig::default()),
             ([1, 6, 9, 7], [8, 6, 1, 1], Conv2dConfig::default().stride(2)),
             ([1, 18, 10, 10], [33, 18, 3, 3], Conv2dConfig::default().padding(1)),
             ([2, 3, 12, 12], [4, 3, 7, 7], Conv2dConfig::default().stride(2).padding(3)),
@@ -914,6 +933,9 @@ mod tests {
             ([1, 4, 8, 9], [8, 1, 3, 2], Conv2dConfig::default().dilation(2).padding_hw((2, 1)).groups(4)),
             ([1, 3, 5, 6], [3, 1, 3, 3], Conv2dConfig::default().padding_hw((3, 0)).groups(3)),
             ([1, 4, 9, 9], [4, 1, 3, 3], Conv2dConfig::default().stride(2).padding(1).groups(4)),
+            // Padding as wide as the dilated kernel's reach, in groups: tiles that end before the
+            // first column a tap reads.
+            ([2, 4, 10, 9], [6, 2, 3, 3], Conv2dConfig::default().dilation(2).padding_hw((1, 4)).groups(2)),
         ];
         for (x_dims, w_dims, cfg) in cases {
             let whole = Geom::new(&x_dims, &w_dims, cfg).unwrap();
