@@ -26,7 +26,7 @@ pub trait Classifier: TapModel + Send + Sync {
     }
     /// The model described as spatial stages, for occlusion that recomputes only what each window
     /// changes (`gaze_occlusion::Occlusion::explain_incremental`); `None` where the model has no
-    /// such description (every model but VGG16 for now).
+    /// such description (the demo CNN and Xception for now).
     fn incremental(&self) -> Option<&dyn gaze_engine::spatial::Incremental> {
         None
     }
@@ -171,7 +171,11 @@ imagenet_classifier!(Vgg16, ModelKind::Vgg16, "features.29", {
         Some(self)
     }
 });
-imagenet_classifier!(ResNet, ModelKind::ResNet50, "layer4");
+imagenet_classifier!(ResNet, ModelKind::ResNet50, "layer4", {
+    fn incremental(&self) -> Option<&dyn gaze_engine::spatial::Incremental> {
+        Some(self)
+    }
+});
 imagenet_classifier!(Xception, ModelKind::Xception, "act4");
 
 impl Classifier for DemoCnn {

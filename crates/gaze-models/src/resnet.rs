@@ -188,6 +188,8 @@ struct Bottleneck {
     conv3: Conv,
     bn3: BatchNorm,
     downsample: Option<(Conv, BatchNorm)>,
+    /// The stride of `conv2` and of the downsampling convolution.
+    stride: usize,
 }
 
 impl Bottleneck {
@@ -211,6 +213,7 @@ impl Bottleneck {
             conv3: Conv::load(&vb.pp("conv3"), (c.width, c.out), 1, conv_cfg(1, 0, 1), false)?,
             bn3: BatchNorm::load(&vb.pp("bn3"), c.out)?,
             downsample,
+            stride: c.stride,
         })
     }
 
@@ -375,5 +378,152 @@ impl TapModel for ResNet {
         })?;
         let x = taps.tap(&self.steps[idx].0, activation.clone())?;
         self.run(idx + 1, x, taps)
+    }
+}
+
+/// One incremental stage of a ResNet; block stages hold the index of their block in `steps`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum IncOp {
+    /// `conv1` (7×7, stride 2, padding 3), `bn1` and `relu`.
+    Stem,
+    /// `maxpool` (3×3, stride 2, padding 1).
+    StemPool,
+    /// A block's `conv1` (1×1), `bn1` and `act1`.
+    Conv1(usize),
+    /// A block's `conv2` (3×3 with the block's stride, padding 1), `bn2` and `act2`.
+    Conv2(usize),
+    /// A block's `conv3` (1×1) and `bn3`.
+    Conv3(usize),
+    /// A block's `downsample` (1×1 with the block's stride, then batch norm).
+    Shortcut(usize),
+    /// A block's residual sum and its last ReLU.
+    Sum(usize),
+}
+
+impl ResNet {
+    /// The incremental stages with the nodes each reads (0 is the input, `i + 1` the output of
+    /// stage `i`), in the order of [`Incremental::stages`](gaze_engine::spatial::Incremental::stages).
+    fn incremental_ops(&self) -> Vec<(IncOp, Vec<usize>)> {
+        let mut ops = vec![(IncOp::Stem, vec![0]), (IncOp::StemPool, vec![1])];
+        for (i, (_, step)) in self.steps.iter().enumerate() {
+            if let Step::Block(block) = step {
+                let input = ops.len();
+                ops.push((IncOp::Conv1(i), vec![input]));
+                ops.push((IncOp::Conv2(i), vec![input + 1]));
+                ops.push((IncOp::Conv3(i), vec![input + 2]));
+                let shortcut = if block.downsample.is_some() {
+                    ops.push((IncOp::Shortcut(i), vec![input]));
+                    input + 4
+                } else {
+                    input
+                };
+                ops.push((IncOp::Sum(i), vec![input + 3, shortcut]));
+            }
+        }
+        ops
+    }
+
+    fn block(&self, step: usize) -> Result<&Bottleneck> {
+        match self.steps.get(step) {
+            Some((_, Step::Block(block))) => Ok(block),
+            _ => Err(Error::msg(format!("ResNet step {step} is not a bottleneck block"))),
+        }
+    }
+
+    /// Incremental stage `index` on `inputs`, with its padding or without it.
+    fn run_incremental(&self, index: usize, inputs: &[Tensor], padded: bool) -> Result<Tensor> {
+        let ops = self.incremental_ops();
+        let (op, _) = ops.get(index).ok_or_else(|| Error::InvalidOption {
+            option: "ResNet incremental stage".into(),
+            value: index.to_string(),
+            expected: format!("a stage index below {}", ops.len()),
+        })?;
+        let expected = if matches!(op, IncOp::Sum(_)) { 2 } else { 1 };
+        if inputs.len() != expected {
+            return Err(Error::msg(format!(
+                "ResNet incremental stage {index} reads {expected} tensors; it was given {}",
+                inputs.len()
+            )));
+        }
+        let x = &inputs[0];
+        let conv = |c: &Conv, x: &Tensor| if padded { c.forward(x) } else { c.forward_unpadded(x) };
+        let relu = |x: &Tensor| ops::relu(x, ops::ReluMode::Normal);
+        match *op {
+            IncOp::Stem => match (&self.steps[0].1, &self.steps[1].1) {
+                (Step::Conv(c), Step::BatchNorm(bn)) => relu(&bn.forward(&conv(c, x)?)?),
+                _ => Err(Error::msg("ResNet's first steps are not `conv1` and `bn1`")),
+            },
+            IncOp::StemPool => {
+                let cfg = Pool2dConfig::new(3, 2);
+                ops::max_pool2d(x, if padded { cfg.padding(1) } else { cfg })
+            }
+            IncOp::Conv1(s) => {
+                let b = self.block(s)?;
+                relu(&b.bn1.forward(&conv(&b.conv1, x)?)?)
+            }
+            IncOp::Conv2(s) => {
+                let b = self.block(s)?;
+                relu(&b.bn2.forward(&conv(&b.conv2, x)?)?)
+            }
+            IncOp::Conv3(s) => {
+                let b = self.block(s)?;
+                b.bn3.forward(&conv(&b.conv3, x)?)
+            }
+            IncOp::Shortcut(s) => match &self.block(s)?.downsample {
+                Some((c, bn)) => bn.forward(&conv(c, x)?),
+                None => Err(Error::msg(format!("ResNet block `{}` has no downsample branch", self.steps[s].0))),
+            },
+            IncOp::Sum(_) => relu(&(x + &inputs[1])?),
+        }
+    }
+}
+
+/// ResNet's trunk as incremental stages for occlusion (`gaze_engine::spatial`): the stem's
+/// convolution (with `bn1` and `relu`) and max pool, then per bottleneck block one stage per
+/// convolution with its batch norm and ReLU folded in (`conv2` carries the block's stride), a stage
+/// for the downsample branch where the block has one (reading the block's input), and a pointwise
+/// stage that adds the main path and the shortcut and applies the last ReLU.
+/// The head (global average pooling and `fc`) is everything after the last block.
+impl gaze_engine::spatial::Incremental for ResNet {
+    fn stages(&self) -> Vec<gaze_engine::spatial::Stage> {
+        use gaze_engine::spatial::{Geometry, Stage as Inc};
+        self.incremental_ops()
+            .into_iter()
+            .map(|(op, inputs)| {
+                let name = |s: usize, part: &str| join(&self.steps[s].0, part);
+                let stride = |s: usize| match &self.steps[s].1 {
+                    Step::Block(b) => b.stride,
+                    _ => 1,
+                };
+                let stage = match op {
+                    IncOp::Stem => Inc::conv("conv1", Geometry::square(7, 2, 3)),
+                    IncOp::StemPool => Inc::max_pool("maxpool", Geometry::square(3, 2, 1)),
+                    IncOp::Conv1(s) => Inc::conv(name(s, "conv1"), Geometry::POINTWISE),
+                    IncOp::Conv2(s) => Inc::conv(name(s, "conv2"), Geometry::square(3, stride(s), 1)),
+                    IncOp::Conv3(s) => Inc::conv(name(s, "conv3"), Geometry::POINTWISE),
+                    IncOp::Shortcut(s) => Inc::conv(name(s, "downsample"), Geometry::square(1, stride(s), 0)),
+                    IncOp::Sum(s) => Inc::pointwise(self.steps[s].0.clone()),
+                };
+                stage.reading(inputs)
+            })
+            .collect()
+    }
+
+    fn run_stage(&self, index: usize, inputs: &[Tensor]) -> Result<Tensor> {
+        self.run_incremental(index, inputs, false)
+    }
+
+    fn run_stage_padded(
+        &self,
+        index: usize,
+        _stage: &gaze_engine::spatial::Stage,
+        inputs: &[Tensor],
+    ) -> Result<Tensor> {
+        self.run_incremental(index, inputs, true)
+    }
+
+    fn head(&self, features: &Tensor) -> Result<Tensor> {
+        let last_block = self.steps.iter().rposition(|(_, s)| matches!(s, Step::Block(_))).unwrap_or(0);
+        self.run(last_block + 1, features.clone(), &mut Taps::none())
     }
 }
