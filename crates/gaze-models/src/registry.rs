@@ -26,7 +26,7 @@ pub trait Classifier: TapModel + Send + Sync {
     }
     /// The model described as spatial stages, for occlusion that recomputes only what each window
     /// changes (`gaze_occlusion::Occlusion::explain_incremental`); `None` where the model has no
-    /// such description (the demo CNN and Xception for now).
+    /// such description (the demo CNN).
     fn incremental(&self) -> Option<&dyn gaze_engine::spatial::Incremental> {
         None
     }
@@ -176,7 +176,11 @@ imagenet_classifier!(ResNet, ModelKind::ResNet50, "layer4", {
         Some(self)
     }
 });
-imagenet_classifier!(Xception, ModelKind::Xception, "act4");
+imagenet_classifier!(Xception, ModelKind::Xception, "act4", {
+    fn incremental(&self) -> Option<&dyn gaze_engine::spatial::Incremental> {
+        Some(self)
+    }
+});
 
 impl Classifier for DemoCnn {
     fn kind(&self) -> ModelKind {

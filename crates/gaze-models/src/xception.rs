@@ -521,3 +521,277 @@ impl TapModel for Xception {
         resolve_alias(&self.names, &self.aliases, name)
     }
 }
+
+/// Where a layer lives: a step of the main path, or module `j` of the `rep` sequence of the block at
+/// step `i`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Loc {
+    Step(usize),
+    Rep(usize, usize),
+}
+
+/// One incremental stage of Xception.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum IncOp {
+    /// A stem convolution at this step (3×3, no padding), with the batch norm and ReLU after it.
+    Stem(usize),
+    /// The depthwise 3×3 convolution of the separable convolution at `at`, after a ReLU when `relu`.
+    Depthwise { at: Loc, relu: bool },
+    /// The pointwise convolution of the separable convolution at `at`, then the batch norm at `bn`,
+    /// then a ReLU when `relu`.
+    Pointwise { at: Loc, bn: Loc, relu: bool },
+    /// A block's closing max pool (3×3, stride 2, padding 1).
+    MaxPool(Loc),
+    /// The skip branch of the block at this step (1×1 convolution with the block's stride, batch norm).
+    Skip(usize),
+    /// The residual sum of the block at this step.
+    Sum(usize),
+}
+
+impl Xception {
+    /// The incremental stages with the nodes each reads (0 is the input, `i + 1` the output of
+    /// stage `i`), in the order of [`Incremental::stages`](gaze_engine::spatial::Incremental::stages).
+    ///
+    /// A ReLU is folded into the pointwise stage right before it when it directly follows that
+    /// stage's batch norm, and otherwise into the depthwise stage after it (a block's first ReLU,
+    /// which the skip branch does not see); zero padding commutes with ReLU, so either is exact.
+    fn incremental_ops(&self) -> Result<Vec<(IncOp, Vec<usize>)>> {
+        let mut ops: Vec<(IncOp, Vec<usize>)> = Vec::new();
+        let last = |ops: &Vec<(IncOp, Vec<usize>)>| vec![ops.len()];
+        let mut pending_relu = false;
+        // Walks one sequence of layers (a block's `rep` or the exit flow), appending its stages.
+        let mut walk = |ops: &mut Vec<(IncOp, Vec<usize>)>, layers: Vec<(Loc, &Layer)>| -> Result<()> {
+            let mut k = 0;
+            while k < layers.len() {
+                let (loc, layer) = layers[k];
+                match layer {
+                    Layer::Relu => match ops.last_mut() {
+                        Some((IncOp::Pointwise { relu, .. }, _)) if k > 0 && !*relu && !pending_relu => {
+                            *relu = matches!(layers[k - 1].1, Layer::BatchNorm(_));
+                            pending_relu = !*relu;
+                        }
+                        _ => pending_relu = true,
+                    },
+                    Layer::SepConv(_) => {
+                        let input = last(ops);
+                        ops.push((IncOp::Depthwise { at: loc, relu: pending_relu }, input));
+                        pending_relu = false;
+                        match layers.get(k + 1) {
+                            Some((bn, Layer::BatchNorm(_))) => {
+                                let input = last(ops);
+                                ops.push((IncOp::Pointwise { at: loc, bn: *bn, relu: false }, input));
+                                k += 1;
+                            }
+                            _ => {
+                                return Err(Error::msg(
+                                    "an Xception separable convolution is not followed by a batch norm",
+                                ))
+                            }
+                        }
+                    }
+                    Layer::MaxPool => {
+                        let input = last(ops);
+                        ops.push((IncOp::MaxPool(loc), input));
+                    }
+                    Layer::BatchNorm(_) => {
+                        return Err(Error::msg("an Xception batch norm does not follow a separable convolution"))
+                    }
+                }
+                k += 1;
+            }
+            if pending_relu {
+                return Err(Error::msg("an Xception ReLU is not followed by a separable convolution"));
+            }
+            Ok(())
+        };
+        for (i, (_, step)) in self.steps.iter().enumerate() {
+            match step {
+                Step::Conv(_) => {
+                    let input = last(&ops);
+                    ops.push((IncOp::Stem(i), input));
+                }
+                Step::Block(block) => {
+                    let input = ops.len();
+                    walk(&mut ops, block.rep.iter().enumerate().map(|(j, (_, l))| (Loc::Rep(i, j), l)).collect())?;
+                    let main = ops.len();
+                    let shortcut = if block.skip.is_some() {
+                        ops.push((IncOp::Skip(i), vec![input]));
+                        ops.len()
+                    } else {
+                        input
+                    };
+                    ops.push((IncOp::Sum(i), vec![main, shortcut]));
+                }
+                Step::Layer(_) if i > self.last_block_step() => {
+                    let exit: Vec<(Loc, &Layer)> = self.steps[i..]
+                        .iter()
+                        .enumerate()
+                        .filter_map(|(j, (_, s))| match s {
+                            Step::Layer(l) => Some((Loc::Step(i + j), l)),
+                            _ => None,
+                        })
+                        .collect();
+                    walk(&mut ops, exit)?;
+                    break;
+                }
+                _ => {}
+            }
+        }
+        Ok(ops)
+    }
+
+    fn last_block_step(&self) -> usize {
+        self.steps.iter().rposition(|(_, s)| matches!(s, Step::Block(_))).unwrap_or(0)
+    }
+
+    /// The layer at `loc`.
+    fn layer_at(&self, loc: Loc) -> Result<&Layer> {
+        let found = match loc {
+            Loc::Step(i) => match self.steps.get(i) {
+                Some((_, Step::Layer(l))) => Some(l),
+                _ => None,
+            },
+            Loc::Rep(i, j) => match self.steps.get(i) {
+                Some((_, Step::Block(b))) => b.rep.get(j).map(|(_, l)| l),
+                _ => None,
+            },
+        };
+        found.ok_or_else(|| Error::msg(format!("no Xception layer at {loc:?}")))
+    }
+
+    /// The name of the layer at `loc`.
+    fn layer_name(&self, loc: Loc) -> String {
+        match loc {
+            Loc::Step(i) => self.steps[i].0.clone(),
+            Loc::Rep(i, j) => match &self.steps[i].1 {
+                Step::Block(b) => b.rep[j].0.clone(),
+                _ => self.steps[i].0.clone(),
+            },
+        }
+    }
+
+    fn separable(&self, loc: Loc) -> Result<&SeparableConv> {
+        match self.layer_at(loc)? {
+            Layer::SepConv(s) => Ok(s),
+            _ => {
+                Err(Error::msg(format!("the Xception layer `{}` is not a separable convolution", self.layer_name(loc))))
+            }
+        }
+    }
+
+    /// Incremental stage `index` on `inputs`, with its padding or without it.
+    fn run_incremental(&self, index: usize, inputs: &[Tensor], padded: bool) -> Result<Tensor> {
+        let ops = self.incremental_ops()?;
+        let (op, _) = ops.get(index).ok_or_else(|| Error::InvalidOption {
+            option: "Xception incremental stage".into(),
+            value: index.to_string(),
+            expected: format!("a stage index below {}", ops.len()),
+        })?;
+        let expected = if matches!(op, IncOp::Sum(_)) { 2 } else { 1 };
+        if inputs.len() != expected {
+            return Err(Error::msg(format!(
+                "Xception incremental stage {index} reads {expected} tensors; it was given {}",
+                inputs.len()
+            )));
+        }
+        let x = &inputs[0];
+        let conv = |c: &Conv, x: &Tensor| if padded { c.forward(x) } else { c.forward_unpadded(x) };
+        let relu = |x: &Tensor| ops::relu(x, ops::ReluMode::Normal);
+        let bn_at = |loc: Loc| match self.layer_at(loc)? {
+            Layer::BatchNorm(bn) => Ok(bn),
+            _ => Err(Error::msg(format!("the Xception layer `{}` is not a batch norm", self.layer_name(loc)))),
+        };
+        match *op {
+            IncOp::Stem(i) => match (&self.steps[i].1, self.steps.get(i + 1).map(|s| &s.1)) {
+                (Step::Conv(c), Some(Step::Layer(Layer::BatchNorm(bn)))) => relu(&bn.forward(&c.forward(x)?)?),
+                _ => Err(Error::msg(format!("Xception's `{}` is not a convolution and a batch norm", self.steps[i].0))),
+            },
+            IncOp::Depthwise { at, relu: first } => {
+                let x = if first { relu(x)? } else { x.clone() };
+                conv(&self.separable(at)?.depthwise, &x)
+            }
+            IncOp::Pointwise { at, bn, relu: last } => {
+                let y = bn_at(bn)?.forward(&self.separable(at)?.pointwise.forward(x)?)?;
+                if last {
+                    relu(&y)
+                } else {
+                    Ok(y)
+                }
+            }
+            IncOp::MaxPool(_) => {
+                let cfg = Pool2dConfig::new(3, 2);
+                ops::max_pool2d(x, if padded { cfg.padding(1) } else { cfg })
+            }
+            IncOp::Skip(i) => match &self.steps[i].1 {
+                Step::Block(b) => match &b.skip {
+                    Some((_, c, _, bn)) => bn.forward(&c.forward(x)?),
+                    None => Err(Error::msg(format!("the Xception block `{}` has no skip branch", self.steps[i].0))),
+                },
+                _ => Err(Error::msg(format!("Xception's `{}` is not a block", self.steps[i].0))),
+            },
+            IncOp::Sum(_) => Ok((x + &inputs[1])?),
+        }
+    }
+}
+
+/// Xception's trunk as incremental stages for occlusion (`gaze_engine::spatial`): the two stem
+/// convolutions (3×3 without padding, the first with stride 2, each with its batch norm and ReLU),
+/// every separable convolution as a depthwise stage (3×3, padding 1) and a pointwise stage (with
+/// the batch norm after it), the strided blocks' max pools (3×3, stride 2, padding 1, padding with
+/// −∞), the skip branches (1×1 with the block's stride, reading the block's input) and the residual
+/// sums; ReLUs are folded into the stage before or after them.
+/// The head (global average pooling and `fc`) is everything after `act4`.
+impl gaze_engine::spatial::Incremental for Xception {
+    fn stages(&self) -> Vec<gaze_engine::spatial::Stage> {
+        use gaze_engine::spatial::{Geometry, Stage as Inc};
+        // The structure was checked when the model was built; a model whose layers do not follow
+        // Xception's pattern describes no stages, which `checked_stages` reports.
+        let ops = self.incremental_ops().unwrap_or_default();
+        ops.into_iter()
+            .map(|(op, inputs)| {
+                let stage = match op {
+                    IncOp::Stem(i) => {
+                        let stride = if i == 0 { 2 } else { 1 };
+                        Inc::conv(self.steps[i].0.clone(), Geometry::square(3, stride, 0))
+                    }
+                    IncOp::Depthwise { at, .. } => {
+                        Inc::conv(format!("{}.conv1", self.layer_name(at)), Geometry::square(3, 1, 1))
+                    }
+                    IncOp::Pointwise { at, .. } => Inc::conv(self.layer_name(at), Geometry::POINTWISE),
+                    IncOp::MaxPool(at) => Inc::max_pool(self.layer_name(at), Geometry::square(3, 2, 1)),
+                    IncOp::Skip(i) => {
+                        let stride = BLOCKS.get(self.block_number(i)).map(|b| b.stride).unwrap_or(1);
+                        Inc::conv(format!("{}.skip", self.steps[i].0), Geometry::square(1, stride, 0))
+                    }
+                    IncOp::Sum(i) => Inc::pointwise(self.steps[i].0.clone()),
+                };
+                stage.reading(inputs)
+            })
+            .collect()
+    }
+
+    fn run_stage(&self, index: usize, inputs: &[Tensor]) -> Result<Tensor> {
+        self.run_incremental(index, inputs, false)
+    }
+
+    fn run_stage_padded(
+        &self,
+        index: usize,
+        _stage: &gaze_engine::spatial::Stage,
+        inputs: &[Tensor],
+    ) -> Result<Tensor> {
+        self.run_incremental(index, inputs, true)
+    }
+
+    fn head(&self, features: &Tensor) -> Result<Tensor> {
+        let pool = self.steps.iter().position(|(_, s)| matches!(s, Step::GlobalPool)).unwrap_or(self.steps.len());
+        self.run(pool, features.clone(), &mut Taps::none())
+    }
+}
+
+impl Xception {
+    /// The index in [`BLOCKS`] of the block at step `i` (the stem takes six steps).
+    fn block_number(&self, i: usize) -> usize {
+        self.steps[..i].iter().filter(|(_, s)| matches!(s, Step::Block(_))).count()
+    }
+}

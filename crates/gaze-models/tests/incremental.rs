@@ -68,3 +68,38 @@ fn resnet50_description_runs_the_model() {
     let conv2 = stages.iter().find(|s| s.name == "layer2.0.conv2").unwrap();
     assert_eq!(conv2.geometry.stride, (2, 2));
 }
+
+#[test]
+fn xception_description_runs_the_model() {
+    same_logits(ModelKind::Xception, &io("xception")["input"]);
+    same_logits(ModelKind::Xception, &input(2, 75, 66));
+    let m = model(ModelKind::Xception);
+    let stages = checked_stages(m.incremental().unwrap()).unwrap();
+    let names: Vec<&str> = stages.iter().map(|s| s.name.as_str()).collect();
+    // The stem's two convolutions, then `block1`: two separable convolutions (depthwise and
+    // pointwise each), its max pool, its skip branch reading the stem's output, and the sum.
+    assert_eq!(
+        names[..9],
+        [
+            "conv1",
+            "conv2",
+            "block1.rep.0.conv1",
+            "block1.rep.0",
+            "block1.rep.3.conv1",
+            "block1.rep.3",
+            "block1.rep.5",
+            "block1.skip",
+            "block1"
+        ]
+    );
+    assert_eq!(stages[7].inputs, vec![2]);
+    assert_eq!(stages[8].inputs, vec![7, 8]);
+    // A middle-flow block has no skip branch: its sum reads the block's input.
+    let block4 = stages.iter().position(|s| s.name == "block4").unwrap();
+    let block3 = stages.iter().position(|s| s.name == "block3").unwrap();
+    assert_eq!(stages[block4].inputs, vec![block4, block3 + 1]);
+    // 12 blocks with 2, 2, 2, 3 × 8 and 2 separable convolutions, 4 pools, 4 skips, 12 sums, the
+    // stem's 2 and the exit's 2 separable convolutions.
+    assert_eq!(stages.len(), 2 + 2 * 32 + 4 + 4 + 12 + 2 * 2);
+    assert_eq!(names.last(), Some(&"conv4"));
+}
