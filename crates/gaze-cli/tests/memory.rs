@@ -1,6 +1,11 @@
 //! Resident memory stays flat over a long run: Grad-CAM on the demo model over a few hundred
-//! images in one process grows by less than a few MB after the first images.
-//! Linux only (it reads `VmRSS` from `/proc/self/status`).
+//! images in one process grows by less than a few MB after the first images, through the library
+//! in a loop and through `gaze explain` over a folder.
+//! Linux only (it reads `VmRSS` and `VmHWM` from `/proc/<pid>/status`).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use candle_core::{Device, Tensor};
 use gaze_cam::{Cam, CamConfig, CamMethod};
@@ -39,4 +44,64 @@ fn grad_cam_over_hundreds_of_images_keeps_resident_memory_flat() {
     }
     let growth = peak.saturating_sub(after_warmup);
     assert!(growth < 4 * 1024, "resident memory grew by {growth} KiB after the first {warmup} images");
+}
+
+/// The peak resident set size in KiB (`VmHWM`) of a running process.
+fn vm_hwm_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Runs `gaze explain --method gradcam` over `images` and returns its peak resident memory in KiB,
+/// read from `/proc` while it runs (the last reading before it exits).
+fn gaze_peak_kib(images: &[PathBuf], out: &Path) -> u64 {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gaze"))
+        .args(["explain", "--method", "gradcam", "--out"])
+        .arg(out)
+        .args(images)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("gaze runs");
+    let mut peak = 0;
+    loop {
+        if let Some(hwm) = vm_hwm_kib(child.id()) {
+            peak = peak.max(hwm);
+        }
+        if child.try_wait().expect("waiting for gaze").is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let output = child.wait_with_output().expect("gaze finishes");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    peak
+}
+
+#[test]
+fn gaze_explain_over_a_folder_of_hundreds_of_images_keeps_its_peak_memory_flat() {
+    if vm_rss_kib().is_none() {
+        eprintln!("no /proc/self/status here; skipping the memory check");
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("gaze-memory-cli-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let images: Vec<PathBuf> = (0..300u32)
+        .map(|i| {
+            let path = dir.join(format!("img{i:03}.png"));
+            image::RgbImage::from_fn(16, 16, |x, y| image::Rgb([(x * 16) as u8, (y * 16) as u8, (i % 256) as u8]))
+                .save(&path)
+                .unwrap();
+            path
+        })
+        .collect();
+    // 40 images are already two chunks of the command line's 32, so both runs hold the same at once.
+    let few = gaze_peak_kib(&images[..40], &dir.join("out-few"));
+    let many = gaze_peak_kib(&images, &dir.join("out-many"));
+    assert_eq!(std::fs::read_dir(dir.join("out-many")).unwrap().count(), 300);
+    let _ = std::fs::remove_dir_all(&dir);
+    let growth = many.saturating_sub(few);
+    assert!(growth < 8 * 1024, "peak memory grew by {growth} KiB from 40 to 300 images ({few} KiB to {many} KiB)");
 }

@@ -189,57 +189,98 @@ struct MapSummary {
     file: String,
 }
 
+/// The most images `gaze explain` reads, explains and draws at once.
+///
+/// A folder of thousands of images runs in chunks of this many, so resident memory stays flat
+/// however many images are given: only the raw maps (with `--raw`) and the summary are kept across
+/// chunks.
+/// Every method gives the same maps for a batch as for its images one by one, so chunking does not
+/// change the results.
+pub const IMAGES_PER_CHUNK: usize = 32;
+
 pub fn run(args: Args) -> Result<()> {
     let started = Instant::now();
     let method = Method::parse(&args.method)?;
     args.options.check_applies_to(method)?;
     let model = args.model.load()?;
-    let batch = read_batch(model.as_ref(), &args.images, args.input.as_deref())?;
     let target = target_of(&args)?;
     let layers = if args.layers.is_empty() && method.takes_default_layer() {
         model.default_layer().into_iter().collect()
     } else {
         args.layers.iter().map(|l| model.resolve_layer(l)).collect::<gaze_core::Result<Vec<_>>>()?
     };
+    // A tensor file is one chunk (it is already one tensor); image files are read chunk by chunk.
+    let chunks: Vec<&[PathBuf]> =
+        if args.images.is_empty() { vec![&[]] } else { args.images.chunks(IMAGES_PER_CHUNK).collect() };
+    let first = read_batch(model.as_ref(), chunks[0], args.input.as_deref())?;
     let out = OutputDir::create(&args.out, args.overwrite)?;
-    let ctx = Context { model: model.as_ref(), batch: &batch, target, layers, options: &args.options };
-    let running = crate::progress::spinner(format!("{} on {} image(s)", method.name(), batch.stems.len()));
-    let explanation = explain_with(&ctx, method)?;
-    running.finish_and_clear();
-    let mut attribution = explanation.attribution;
-    attribution.meta = attribution.meta.clone().with_option("model", model.kind().name());
 
-    let scores: Option<Vec<Vec<f32>>> = match &attribution.scores {
-        Some(s) => Some(s.to_dtype(candle_core::DType::F32)?.to_vec2::<f32>()?),
-        None => None,
-    };
     let mut files = Vec::new();
     let mut maps = Vec::new();
-    let pictures = explanation.picture.render(&attribution, &batch, model.as_ref())?;
-    for (n, row) in pictures.into_iter().enumerate() {
-        for (t, image) in row.into_iter().enumerate() {
-            let class = attribution.targets[n][t];
-            let name = format!("{}.{}.{}.png", batch.stems[n], method.name(), class);
-            let path = out.write_png(&name, &image)?;
-            maps.push(MapSummary {
-                image: batch.stems[n].clone(),
-                class,
-                label: model.label(class),
-                score: scores.as_ref().map(|s| s[n][t]),
-                file: path.display().to_string(),
-            });
-            files.push(path.display().to_string());
+    let mut raw: Vec<Attribution> = Vec::new();
+    let mut meta = None;
+    let mut next = Some(first);
+    for (index, images) in chunks.iter().enumerate() {
+        let batch = match next.take() {
+            Some(batch) => batch,
+            None => read_batch(model.as_ref(), images, None)?,
+        };
+        let ctx = Context {
+            model: model.as_ref(),
+            batch: &batch,
+            target: target.clone(),
+            layers: layers.clone(),
+            options: &args.options,
+        };
+        let done = index * IMAGES_PER_CHUNK;
+        let total = if args.images.is_empty() { batch.stems.len() } else { args.images.len() };
+        let running = crate::progress::spinner(format!(
+            "{} on {} image(s) ({}..{} of {total})",
+            method.name(),
+            batch.stems.len(),
+            done + 1,
+            done + batch.stems.len()
+        ));
+        let explanation = explain_with(&ctx, method)?;
+        running.finish_and_clear();
+        let mut attribution = explanation.attribution;
+        attribution.meta = attribution.meta.clone().with_option("model", model.kind().name());
+        let scores: Option<Vec<Vec<f32>>> = match &attribution.scores {
+            Some(s) => Some(s.to_dtype(candle_core::DType::F32)?.to_vec2::<f32>()?),
+            None => None,
+        };
+        let pictures = explanation.picture.render(&attribution, &batch, model.as_ref())?;
+        for (n, row) in pictures.into_iter().enumerate() {
+            for (t, image) in row.into_iter().enumerate() {
+                let class = attribution.targets[n][t];
+                let name = format!("{}.{}.{}.png", batch.stems[n], method.name(), class);
+                let path = out.write_png(&name, &image)?;
+                maps.push(MapSummary {
+                    image: batch.stems[n].clone(),
+                    class,
+                    label: model.label(class),
+                    score: scores.as_ref().map(|s| s[n][t]),
+                    file: path.display().to_string(),
+                });
+                files.push(path.display().to_string());
+            }
+        }
+        meta = Some(attribution.meta.clone());
+        if args.raw {
+            raw.push(attribution);
         }
     }
+    let meta = meta.context("no images were explained")?;
     if args.raw {
+        let attribution = concat(raw)?;
         let path = out.write_raw(&attribution, method.name()).context("writing the raw attributions")?;
         files.push(path.display().to_string());
     }
     let summary = Summary {
         method: method.name().into(),
         model: model.kind().name().into(),
-        layers: attribution.meta.layers.clone(),
-        score: attribution.meta.score.clone(),
+        layers: meta.layers.clone(),
+        score: meta.score.clone(),
         files,
         maps,
         seconds: started.elapsed().as_secs_f64(),
@@ -252,6 +293,22 @@ pub fn run(args: Args) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The maps of consecutive chunks as one attribution `[N, T, ...]`, with the first chunk's metadata.
+fn concat(mut parts: Vec<Attribution>) -> Result<Attribution> {
+    if parts.len() == 1 {
+        return parts.pop().context("no maps to write");
+    }
+    let values = parts.iter().map(|a| a.values.clone()).collect::<Vec<_>>();
+    let values = candle_core::Tensor::cat(&values, 0)?;
+    let scores = match parts.iter().map(|a| a.scores.clone()).collect::<Option<Vec<_>>>() {
+        Some(s) if !s.is_empty() => Some(candle_core::Tensor::cat(&s, 0)?),
+        _ => None,
+    };
+    let targets = parts.iter().flat_map(|a| a.targets.iter().cloned()).collect();
+    let meta = parts.into_iter().next().context("no maps to write")?.meta;
+    Ok(Attribution { values, targets, scores, meta })
 }
 
 /// Runs `method` on the context: its maps and how to draw them.
