@@ -57,7 +57,7 @@ fn vm_hwm_kib(pid: u32) -> Option<u64> {
 /// read from `/proc` while it runs (the last reading before it exits).
 fn gaze_peak_kib(images: &[PathBuf], out: &Path) -> u64 {
     let mut child = Command::new(env!("CARGO_BIN_EXE_gaze"))
-        .args(["explain", "--method", "gradcam", "--out"])
+        .args(["explain", "--method", "gradcam", "--raw", "--out"])
         .arg(out)
         .args(images)
         .stdout(Stdio::null())
@@ -100,7 +100,15 @@ fn gaze_explain_over_a_folder_of_hundreds_of_images_keeps_its_peak_memory_flat()
     // 40 images are already two chunks of the command line's 32, so both runs hold the same at once.
     let few = gaze_peak_kib(&images[..40], &dir.join("out-few"));
     let many = gaze_peak_kib(&images, &dir.join("out-many"));
-    assert_eq!(std::fs::read_dir(dir.join("out-many")).unwrap().count(), 300);
+    assert_eq!(std::fs::read_dir(dir.join("out-many")).unwrap().count(), 301, "300 pictures and the raw file");
+    // The raw maps of every chunk are written as one tensor, in the order of the images.
+    let many_raw = candle_core::safetensors::load(dir.join("out-many/attributions.safetensors"), &Device::Cpu).unwrap();
+    let few_raw = candle_core::safetensors::load(dir.join("out-few/attributions.safetensors"), &Device::Cpu).unwrap();
+    assert_eq!(many_raw["attribution"].dims()[..2], [300, 1]);
+    assert_eq!(many_raw["targets"].dims(), [300, 1]);
+    let head: Vec<f32> = many_raw["attribution"].narrow(0, 0, 40).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+    let few_maps: Vec<f32> = few_raw["attribution"].flatten_all().unwrap().to_vec1().unwrap();
+    assert!(head == few_maps, "the first 40 maps differ between the two runs");
     let _ = std::fs::remove_dir_all(&dir);
     let growth = many.saturating_sub(few);
     assert!(growth < 8 * 1024, "peak memory grew by {growth} KiB from 40 to 300 images ({few} KiB to {many} KiB)");
