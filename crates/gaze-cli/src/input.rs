@@ -43,6 +43,35 @@ pub fn read_batch(model: &dyn Classifier, images: &[PathBuf], tensor_file: Optio
     }
 }
 
+/// The image files named by `paths`: a file as it is, a folder as its PNG and JPEG files (by name,
+/// not descending into sub-folders).
+/// A folder without any is an error naming it.
+pub fn image_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    let mut files = Vec::with_capacity(paths.len());
+    for path in paths {
+        if !path.is_dir() {
+            files.push(path.clone());
+            continue;
+        }
+        let mut inside: Vec<PathBuf> = std::fs::read_dir(path)
+            .map_err(|source| gaze_core::Error::Io { path: path.clone(), source })?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|f| {
+                f.is_file()
+                    && f.extension()
+                        .and_then(|e| e.to_str())
+                        .is_some_and(|e| matches!(e.to_ascii_lowercase().as_str(), "png" | "jpg" | "jpeg"))
+            })
+            .collect();
+        if inside.is_empty() {
+            return Err(UsageError(format!("the folder {} holds no PNG or JPEG images", path.display())).into());
+        }
+        inside.sort();
+        files.extend(inside);
+    }
+    Ok(files)
+}
+
 fn read_tensor_file(model: &dyn Classifier, path: &Path, device: &Device) -> Result<Batch> {
     let [channels, _, _] = model.input_shape();
     let input = load_input_tensor(path, channels, device)?;

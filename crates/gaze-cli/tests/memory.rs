@@ -53,7 +53,7 @@ fn vm_hwm_kib(pid: u32) -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
-/// Runs `gaze explain --method gradcam` over `images` and returns its peak resident memory in KiB,
+/// Runs `gaze explain --method gradcam` over `images` (files or folders) and returns its peak resident memory in KiB,
 /// read from `/proc` while it runs (the last reading before it exits).
 fn gaze_peak_kib(images: &[PathBuf], out: &Path) -> u64 {
     let mut child = Command::new(env!("CARGO_BIN_EXE_gaze"))
@@ -88,9 +88,11 @@ fn gaze_explain_over_a_folder_of_hundreds_of_images_keeps_its_peak_memory_flat()
     let dir = std::env::temp_dir().join(format!("gaze-memory-cli-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
+    let folder = dir.join("images");
+    std::fs::create_dir_all(&folder).unwrap();
     let images: Vec<PathBuf> = (0..300u32)
         .map(|i| {
-            let path = dir.join(format!("img{i:03}.png"));
+            let path = folder.join(format!("img{i:03}.png"));
             image::RgbImage::from_fn(16, 16, |x, y| image::Rgb([(x * 16) as u8, (y * 16) as u8, (i % 256) as u8]))
                 .save(&path)
                 .unwrap();
@@ -99,7 +101,7 @@ fn gaze_explain_over_a_folder_of_hundreds_of_images_keeps_its_peak_memory_flat()
         .collect();
     // 40 images are already two chunks of the command line's 32, so both runs hold the same at once.
     let few = gaze_peak_kib(&images[..40], &dir.join("out-few"));
-    let many = gaze_peak_kib(&images, &dir.join("out-many"));
+    let many = gaze_peak_kib(&[folder], &dir.join("out-many"));
     assert_eq!(std::fs::read_dir(dir.join("out-many")).unwrap().count(), 301, "300 pictures and the raw file");
     // The raw maps of every chunk are written as one tensor, in the order of the images.
     let many_raw = candle_core::safetensors::load(dir.join("out-many/attributions.safetensors"), &Device::Cpu).unwrap();

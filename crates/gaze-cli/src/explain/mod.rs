@@ -25,7 +25,7 @@ use clap::Args as ClapArgs;
 use gaze_core::{Attribution, Score, Target};
 use serde::Serialize;
 
-use crate::input::{read_batch, Batch};
+use crate::input::{image_files, read_batch, Batch};
 use crate::model::ModelArgs;
 use crate::UsageError;
 pub use options::MethodOptions;
@@ -70,7 +70,7 @@ pub struct Args {
     /// A safetensors file with a tensor `input` [N, 3, H, W], already preprocessed.
     #[arg(long, value_name = "FILE")]
     pub input: Option<PathBuf>,
-    /// Image files (PNG or JPEG).
+    /// Image files (PNG or JPEG), or folders of them.
     pub images: Vec<PathBuf>,
 }
 
@@ -210,8 +210,8 @@ pub fn run(args: Args) -> Result<()> {
         args.layers.iter().map(|l| model.resolve_layer(l)).collect::<gaze_core::Result<Vec<_>>>()?
     };
     // A tensor file is one chunk (it is already one tensor); image files are read chunk by chunk.
-    let chunks: Vec<&[PathBuf]> =
-        if args.images.is_empty() { vec![&[]] } else { args.images.chunks(IMAGES_PER_CHUNK).collect() };
+    let images = image_files(&args.images)?;
+    let chunks: Vec<&[PathBuf]> = if images.is_empty() { vec![&[]] } else { images.chunks(IMAGES_PER_CHUNK).collect() };
     let first = read_batch(model.as_ref(), chunks[0], args.input.as_deref())?;
     let out = OutputDir::create(&args.out, args.overwrite)?;
 
@@ -233,7 +233,7 @@ pub fn run(args: Args) -> Result<()> {
             options: &args.options,
         };
         let done = index * IMAGES_PER_CHUNK;
-        let total = if args.images.is_empty() { batch.stems.len() } else { args.images.len() };
+        let total = if images.is_empty() { batch.stems.len() } else { images.len() };
         let running = crate::progress::spinner(format!(
             "{} on {} image(s) ({}..{} of {total})",
             method.name(),
