@@ -192,6 +192,11 @@ fn every_bad_input_fails_with_exit_code_2_and_names_the_problem() {
             vec!["--background".into(), "no PNG or JPEG images".into()],
         ),
         (
+            "an image folder without images",
+            explain(&["--method", "gradcam", &p("empty-background")]),
+            vec!["the folder".into(), "empty-background holds no PNG or JPEG images".into()],
+        ),
+        (
             "a background tensor file with 0 rows",
             explain(&["--method", "expected-gradients", "--background", &p("empty-background.safetensors"), &image]),
             vec!["empty-background.safetensors".into(), "got [0, 3, 64, 64]".into()],
