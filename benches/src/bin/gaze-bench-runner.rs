@@ -206,6 +206,8 @@ fn matmul(req: &Value, device: &Device) -> AnyResult<Value> {
 }
 
 fn main() {
+    // As gaze's binaries do: candle's elementwise ops on the calling thread, freed memory kept.
+    gaze_engine::ops::tune_process();
     let device = match bench_device() {
         Ok(d) => d,
         Err(e) => {

@@ -114,10 +114,13 @@ const CANDLE_THREADS_VAR: &str = "CANDLE_NUM_THREADS";
 ///   is set. candle's worker pool spins for a while after each op, waiting for the next; in a
 ///   backward pass, where candle adds up every gradient between two of our ops, its spinning
 ///   worker competed with the ops' threads for the cores and about doubled the processor time.
-/// - glibc's `malloc` keeps freed memory for reuse (up to 2 GiB, and no separate mappings below
-///   1 GiB): candle keeps every activation of a tracked forward pass alive until the backward
-///   pass ends, and handing that memory back to the system after each pass made the next pass
-///   fault it back in page by page, a third of a tracked forward pass's time.
+/// - glibc's `malloc` keeps freed memory for reuse (it never trims its heap, and makes no
+///   separate mappings below 1 GiB): candle keeps every activation of a tracked forward pass
+///   alive until the backward pass ends, and handing that memory back to the system after each
+///   pass made the next pass fault it back in page by page, a third of a tracked forward pass's
+///   time. The process's resident memory stays at its peak, which the peak itself does not
+///   change; a trim threshold of 2 GiB still let Xception's batch of 8 (over 2 GiB of
+///   activations) give its memory back and fault it in again on every pass.
 ///
 /// Both were measured on a 2-core machine (see `docs/benchmarks.md`); the first does nothing once
 /// candle has started its pool, the second only where the C library is glibc.
@@ -131,7 +134,8 @@ pub fn tune_process() {
         // parameters and takes effect for later allocations.
         unsafe {
             libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 30);
-            libc::mallopt(libc::M_TRIM_THRESHOLD, libc::c_int::MAX);
+            // -1: never trim (glibc reads the threshold as an unsigned size).
+            libc::mallopt(libc::M_TRIM_THRESHOLD, -1);
         }
     }
 }
