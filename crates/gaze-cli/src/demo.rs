@@ -182,3 +182,40 @@ fn leaderboard_html(board: &Leaderboard) -> String {
     s.push_str("</tbody>\n</table>\n<p class=\"note\">Time: seconds to compute the maps of all images. <code>gaze eval --n 500</code> prints this table over a larger sample, and <code>gaze eval --sanity</code> adds the model-randomisation sanity check.</p>\n</section>\n");
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_outline_follows_the_mask_edge_and_leaves_the_rest() {
+        // A 64×64 grey image whose mask is the square at rows and columns 16..48.
+        let image = RgbImage::from_pixel(64, 64, image::Rgb([128, 128, 128]));
+        let mask = image::GrayImage::from_fn(64, 64, |x, y| {
+            image::Luma([if (16..48).contains(&x) && (16..48).contains(&y) { 255 } else { 0 }])
+        });
+        let out = outlined(&image, &mask);
+        assert_eq!(out.dimensions(), (256, 256));
+        // At 4× the square spans display pixels 64..192: black just inside, white just outside.
+        assert_eq!(out.get_pixel(64, 100).0, [0, 0, 0]);
+        assert_eq!(out.get_pixel(63, 100).0, [255, 255, 255]);
+        assert_eq!(out.get_pixel(62, 100).0, [255, 255, 255]);
+        assert_eq!(out.get_pixel(60, 100).0, [128, 128, 128]);
+        assert_eq!(out.get_pixel(128, 128).0, [128, 128, 128]);
+        assert_eq!(out.get_pixel(0, 0).0, [128, 128, 128]);
+    }
+
+    #[test]
+    fn the_demo_images_are_distinct_classes_with_their_ground_truth() {
+        let images = demo_images(&Device::Cpu).unwrap();
+        assert_eq!(images.len(), DEMO_IMAGES);
+        let mut classes: Vec<&str> = images.iter().map(|i| i.stem.split('-').next().unwrap()).collect();
+        classes.sort();
+        classes.dedup();
+        assert_eq!(classes.len(), DEMO_IMAGES);
+        for image in &images {
+            assert_eq!(image.input.dims(), [3, 64, 64]);
+            assert!(image.note.as_deref().unwrap().starts_with("ground truth: "));
+        }
+    }
+}
