@@ -68,7 +68,6 @@ pub fn run(args: Args) -> Result<()> {
     bar.finish_and_clear();
 
     let images = demo_images(&device)?;
-    let options = |method: Method| method_options(method);
     let background = sample.background.clone();
     let explain = move |ctx: &crate::explain::Context, method: Method| explain_shapes(ctx, method, &background);
     let spec = ReportSpec {
@@ -78,7 +77,7 @@ pub fn run(args: Args) -> Result<()> {
         methods,
         target: Target::top_class(),
         predictions: 3,
-        options: &options,
+        options: &method_options,
         explain: &explain,
         sections: leaderboard_html(&board),
         command: "gaze demo",

@@ -180,7 +180,8 @@ impl Sample {
         Ok(Sample { seed, batch, background })
     }
 
-    pub fn len(&self) -> usize {
+    /// The number of images.
+    pub fn images(&self) -> usize {
         self.batch.labels.len()
     }
 
@@ -295,7 +296,7 @@ pub fn method_maps(
 
 /// Scores `maps` `[N, T, H, W]` of `sample` with every metric, `batch` maps at a time.
 fn score(model: &dyn Classifier, sample: &Sample, maps: &Tensor, batch: usize) -> Result<[f32; 4]> {
-    let n = sample.len();
+    let n = sample.images();
     let classes = sample.classes();
     let config = EvaluationConfig::default();
     let forward = |x: &Tensor| model.forward(x);
