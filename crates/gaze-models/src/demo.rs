@@ -52,6 +52,11 @@ pub struct DemoCnn {
     device: Device,
 }
 
+/// The input sizes a checkpoint's `input_size` metadata may give: at least 8 pixels, so that the
+/// three 2×2 pools leave a map, and at most 4096, so that a bad file cannot make every caller
+/// allocate an absurd input.
+const INPUT_SIZES: std::ops::RangeInclusive<usize> = 8..=4096;
+
 const NAMES: [&str; 13] =
     ["conv1", "relu1", "pool1", "conv2", "relu2", "pool2", "conv3", "relu3", "pool3", "conv4", "relu4", "gap", "fc"];
 
@@ -98,7 +103,19 @@ impl DemoCnn {
             cin = s[0];
         }
         let num_classes = ckpt.shape_n("fc.weight", 2)?[0];
-        let input_size = ckpt.metadata().get("input_size").and_then(|s| s.parse().ok()).unwrap_or(64);
+        let input_size = match ckpt.metadata().get("input_size") {
+            None => 64,
+            Some(text) => {
+                text.trim().parse().ok().filter(|s| INPUT_SIZES.contains(s)).ok_or_else(|| Error::Checkpoint {
+                    path: ckpt.path().to_path_buf(),
+                    reason: format!(
+                        "metadata `input_size` is `{text}`; expected a whole number of pixels in {}..={}",
+                        INPUT_SIZES.start(),
+                        INPUT_SIZES.end()
+                    ),
+                })?
+            }
+        };
         let config = DemoCnnConfig { widths, num_classes, input_size };
         let mut model = DemoCnn::new(config, ckpt.var_builder(device)).map_err(|e| ckpt.fit_error(e))?;
         if let Some(names) = ckpt.metadata().get("classes") {

@@ -295,3 +295,30 @@ fn images_and_input_tensors_from_memory_match_the_files() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Found while fuzzing the checkpoint loader: a demo checkpoint whose `input_size` metadata was
+/// absurd made every caller that builds an input of the model's size abort on allocation.
+#[test]
+fn a_demo_checkpoint_with_an_absurd_input_size_is_rejected_at_load() {
+    let dir = scratch("input-size");
+    let tensors = candle_core::safetensors::load_buffer(gaze_models::DEMO_WEIGHTS, &Device::Cpu).unwrap();
+    for (value, ok) in [("99999999999", false), ("0", false), ("4", false), ("eight", false), ("8", true), ("64", true)]
+    {
+        let metadata = HashMap::from([("input_size".to_string(), value.to_string())]);
+        let bytes = safetensors::serialize(tensors.iter().map(|(k, v)| (k.as_str(), v)), Some(metadata)).unwrap();
+        let path = dir.join(format!("input-size-{value}.safetensors"));
+        std::fs::write(&path, bytes).unwrap();
+        match load(ModelKind::Demo, Some(&path), &Device::Cpu) {
+            Ok(model) => {
+                assert!(ok, "input_size {value} was accepted");
+                assert_eq!(model.input_shape()[1], value.parse::<usize>().unwrap());
+            }
+            Err(e) => {
+                assert!(!ok, "input_size {value}: {e}");
+                let want = format!("metadata `input_size` is `{value}`; expected a whole number of pixels in 8..=4096");
+                assert!(e.to_string().contains(&want), "{e}");
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
