@@ -27,7 +27,7 @@ use crate::UsageError;
 /// Images shown in the page.
 pub const DEMO_IMAGES: usize = 6;
 /// Images the leaderboard scores.
-pub const DEMO_SAMPLE: usize = 16;
+pub const DEMO_SAMPLE: usize = 8;
 
 #[derive(ClapArgs, Debug)]
 pub struct Args {
