@@ -50,6 +50,9 @@ enum Command {
 pub struct UsageError(pub String);
 
 fn main() -> ExitCode {
+    // Before any thread or candle op: candle's elementwise ops on this thread, freed memory kept
+    // for the next pass (see the function's documentation and docs/benchmarks.md).
+    gaze_engine::ops::tune_process();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Predict(args) => predict::run(args),
