@@ -172,7 +172,7 @@ fn machine(device: DeviceArg, threads: usize) -> Value {
 
 /// The machine in one line; `sides` says that the thread count is each side's.
 fn describe_machine(m: &Value, sides: bool) -> String {
-    let mut s = format!("{}", m["cpu"].as_str().unwrap_or("unknown CPU"));
+    let mut s = m["cpu"].as_str().unwrap_or("unknown CPU").to_string();
     if let Some(c) = m["physical_cores"].as_u64() {
         s += &format!(", {c} cores");
     }

@@ -35,7 +35,7 @@ enum Command {
     /// Every layer (tap) name of a model with its output shape.
     Layers(layers::Args),
     /// Attribution maps of a method for each image and target.
-    Explain(explain::Args),
+    Explain(Box<explain::Args>),
     /// An HTML page comparing methods side by side on several images (DIR/index.html).
     Report(report::Args),
     /// Every method on shapes images for the embedded demo model, with a leaderboard (DIR/index.html).
@@ -57,7 +57,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Predict(args) => predict::run(args),
         Command::Layers(args) => layers::run(args),
-        Command::Explain(args) => explain::run(args),
+        Command::Explain(args) => explain::run(*args),
         Command::Report(args) => report::run(args),
         Command::Demo(args) => demo::run(args),
         Command::Eval(args) => eval::run(args),

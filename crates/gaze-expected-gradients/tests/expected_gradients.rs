@@ -1,8 +1,8 @@
 use candle_core::{DType, Tensor, Var};
-use gaze_testkit::{rel, Act, Net};
 use gaze_core::{select, Explainer, Result, Target};
 use gaze_engine::{probe, scored_outputs, ProbeRequest, TapModel, Taps};
 use gaze_expected_gradients::{ExpectedGradients, RankOrder, SamplePlan, Space};
+use gaze_testkit::{rel, Act, Net};
 
 fn alphas(n: usize, s: usize) -> Vec<Vec<f64>> {
     (0..n).map(|i| (0..s).map(|k| ((i * 7 + k * 3) % 11) as f64 / 11.0 + 0.03).collect()).collect()
@@ -183,7 +183,7 @@ fn a_batch_gives_the_maps_of_its_images_one_by_one() {
         let eg = ExpectedGradients::new(background.clone()).with_space(space.clone()).with_batch(4);
         let all =
             eg.clone().with_plan(plan.clone()).explain(&net, &x, &Target::per_image_lists(lists.clone())).unwrap();
-        for i in 0..n {
+        for (i, list) in lists.iter().enumerate().take(n) {
             let one_plan = SamplePlan {
                 indices: vec![plan.indices[i].clone()],
                 alphas: vec![plan.alphas[i].clone()],
@@ -192,7 +192,7 @@ fn a_batch_gives_the_maps_of_its_images_one_by_one() {
             let one = eg
                 .clone()
                 .with_plan(one_plan)
-                .explain(&net, &x.narrow(0, i, 1).unwrap(), &Target::classes(lists[i].clone()))
+                .explain(&net, &x.narrow(0, i, 1).unwrap(), &Target::classes(list.clone()))
                 .unwrap();
             let err = rel(&all.values.narrow(0, i, 1).unwrap(), &one.values);
             assert!(err < 1e-5, "{space:?} image {i}: {err}");

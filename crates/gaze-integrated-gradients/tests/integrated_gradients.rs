@@ -1,8 +1,8 @@
 use candle_core::{DType, Tensor};
-use gaze_testkit::{rel, Act, Net};
 use gaze_core::{select, Explainer, Target};
 use gaze_engine::{probe, ProbeRequest, TapModel};
 use gaze_integrated_gradients::{Baseline, IntegratedGradients, Quadrature};
+use gaze_testkit::{rel, Act, Net};
 
 #[test]
 fn completeness_holds_within_the_reported_delta_which_shrinks_with_steps() {

@@ -1,9 +1,9 @@
 use candle_core::{DType, Device, Tensor};
-use gaze_testkit::{rel, Act, Net};
 use gaze_core::{Explainer, Result, Target};
 use gaze_engine::ops::linear;
 use gaze_engine::{probe, ProbeRequest, ReluMode, TapModel, Taps};
 use gaze_saliency::{Gradient, GradientKind};
+use gaze_testkit::{rel, Act, Net};
 
 /// `logits = W2 · relu(W1 · flatten(x))`: one ReLU, so every backward rule can be written by hand.
 struct OneLayer {

@@ -1,9 +1,9 @@
 use candle_core::{DType, Device, Tensor};
-use gaze_testkit::{rel, Act, Net};
 use gaze_core::{Attribution, AttributionMeta, Explainer, Resolution, Result, Target};
 use gaze_integrated_gradients::IntegratedGradients;
 use gaze_saliency::Gradient;
 use gaze_smoothgrad::{Aggregate, Noise, SmoothGrad};
+use gaze_testkit::{rel, Act, Net};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -100,9 +100,9 @@ fn a_batch_gives_the_maps_of_its_images_one_by_one() {
                 .with_batch(5)
         };
         let all = sg(noise.clone()).explain(&net, &x, &Target::per_image_lists(lists.clone())).unwrap();
-        for i in 0..3 {
+        for (i, list) in lists.iter().enumerate().take(3) {
             let one = sg(noise.narrow(0, i, 1).unwrap())
-                .explain(&net, &x.narrow(0, i, 1).unwrap(), &Target::classes(lists[i].clone()))
+                .explain(&net, &x.narrow(0, i, 1).unwrap(), &Target::classes(list.clone()))
                 .unwrap();
             let err = rel(&all.values.narrow(0, i, 1).unwrap(), &one.values);
             assert!(err < 1e-5, "{aggregate} image {i}: {err}");
