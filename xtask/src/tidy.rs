@@ -18,11 +18,7 @@ pub fn run(root: &Path) -> Result<()> {
         .collect();
     entries.sort();
     for dir in entries {
-        let folder = dir
-            .file_name()
-            .and_then(|f| f.to_str())
-            .unwrap_or_default()
-            .to_string();
+        let folder = dir.file_name().and_then(|f| f.to_str()).unwrap_or_default().to_string();
         let manifest = fs::read_to_string(dir.join("Cargo.toml"))?;
         let name = manifest
             .lines()
@@ -30,9 +26,7 @@ pub fn run(root: &Path) -> Result<()> {
             .map(|v| v.trim_matches('"').to_string())
             .unwrap_or_default();
         if name != folder {
-            problems.push(format!(
-                "crates/{folder}: package is named `{name}`, not like its folder"
-            ));
+            problems.push(format!("crates/{folder}: package is named `{name}`, not like its folder"));
         }
         if !manifest.contains("version.workspace = true") && !manifest.contains("\nversion = ") {
             problems.push(format!("crates/{folder}: no version"));
@@ -40,18 +34,12 @@ pub fn run(root: &Path) -> Result<()> {
         if !manifest.contains("description = ") {
             problems.push(format!("crates/{folder}: no description"));
         }
-        let src = ["src/lib.rs", "src/main.rs"]
-            .iter()
-            .map(|f| dir.join(f))
-            .find(|p| p.exists());
+        let src = ["src/lib.rs", "src/main.rs"].iter().map(|f| dir.join(f)).find(|p| p.exists());
         match src {
             Some(src) => {
                 let text = fs::read_to_string(&src)?;
                 if !text.trim_start().starts_with("//!") {
-                    problems.push(format!(
-                        "{}: does not open with a `//!` crate doc",
-                        src.display()
-                    ));
+                    problems.push(format!("{}: does not open with a `//!` crate doc", src.display()));
                 }
             }
             None => problems.push(format!("crates/{folder}: no src/lib.rs or src/main.rs")),
@@ -61,11 +49,7 @@ pub fn run(root: &Path) -> Result<()> {
         println!("tidy: ok");
         Ok(())
     } else {
-        bail!(
-            "tidy found {} problem(s):\n  {}",
-            problems.len(),
-            problems.join("\n  ")
-        )
+        bail!("tidy found {} problem(s):\n  {}", problems.len(), problems.join("\n  "))
     }
 }
 
