@@ -22,14 +22,7 @@ use gaze_models::{ResNet, ResNetConfig, Vgg16, Vgg16Config, VggLayout};
 struct RandomInit;
 
 impl SimpleBackend for RandomInit {
-    fn get(
-        &self,
-        s: Shape,
-        name: &str,
-        _: Init,
-        dtype: DType,
-        dev: &Device,
-    ) -> candle_core::Result<Tensor> {
+    fn get(&self, s: Shape, name: &str, _: Init, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
         let dims = s.dims();
         if name.ends_with("running_var") || (name.ends_with("weight") && dims.len() == 1) {
             return Tensor::ones(s, dtype, dev);
@@ -61,10 +54,7 @@ fn or_panic<T, E: std::fmt::Display>(r: Result<T, E>, what: &str) -> T {
 fn bench_cam(c: &mut Criterion) {
     let device = or_panic(bench_device(), "no benchmark device");
     let dev = device_name(&device);
-    let size: usize = std::env::var("GAZE_BENCH_CAM_SIZE")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(224);
+    let size: usize = std::env::var("GAZE_BENCH_CAM_SIZE").ok().and_then(|s| s.parse().ok()).unwrap_or(224);
     let vb = || VarBuilder::from_backend(Box::new(RandomInit), DType::F32, device.clone());
     let mut vgg_config = Vgg16Config::imagenet(VggLayout::Torchvision);
     vgg_config.input_size = size;
@@ -72,34 +62,22 @@ fn bench_cam(c: &mut Criterion) {
     let mut resnet_config = ResNetConfig::resnet50();
     resnet_config.input_size = size;
     let resnet = or_panic(ResNet::new(resnet_config, vb()), "cannot build ResNet-50");
-    let models: [(&str, &dyn TapModel, &str); 2] = [
-        ("vgg16", &vgg, "features.29"),
-        ("resnet50", &resnet, "layer4"),
-    ];
+    let models: [(&str, &dyn TapModel, &str); 2] = [("vgg16", &vgg, "features.29"), ("resnet50", &resnet, "layer4")];
 
     let mut group = c.benchmark_group("cam");
     group.sample_size(10);
     for (model_name, model, layer) in models {
-        let runs = [
-            (CamMethod::GradCam, 1),
-            (CamMethod::GradCam, 8),
-            (CamMethod::ScoreCam, 1),
-            (CamMethod::AblationCam, 1),
-        ];
+        let runs =
+            [(CamMethod::GradCam, 1), (CamMethod::GradCam, 8), (CamMethod::ScoreCam, 1), (CamMethod::AblationCam, 1)];
         for (method, batch) in runs {
-            let input = or_panic(
-                Tensor::randn(0f32, 1.0, (batch, 3, size, size), &device),
-                "cannot make an input",
-            );
+            let input = or_panic(Tensor::randn(0f32, 1.0, (batch, 3, size, size), &device), "cannot make an input");
             let cam = or_panic(Cam::new(CamConfig::new(method, [layer])), "bad configuration");
             let target = Target::top_class();
             let name = format!("{dev}_{}_{model_name}_b{batch}_{size}", method.name());
             group.bench_function(name, |bench| {
                 bench.iter_custom(|iters| {
                     timed(&device, iters, || {
-                        cam.explain(model, &input, &target)
-                            .map(drop)
-                            .map_err(candle_core::Error::wrap)
+                        cam.explain(model, &input, &target).map(drop).map_err(candle_core::Error::wrap)
                     })
                 })
             });

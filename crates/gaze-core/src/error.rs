@@ -27,11 +27,7 @@ pub enum Error {
 
     /// A tensor of the wrong shape.
     #[error("{what}: expected shape {expected}, got {got:?}")]
-    Shape {
-        what: String,
-        expected: String,
-        got: Vec<usize>,
-    },
+    Shape { what: String, expected: String, got: Vec<usize> },
 
     /// A value that is not finite where a finite one is required.
     #[error("{what} contains {count} NaN or infinite values")]
@@ -39,11 +35,7 @@ pub enum Error {
 
     /// A bad option value for a method or a model.
     #[error("invalid value `{value}` for {option}; expected {expected}")]
-    InvalidOption {
-        option: String,
-        value: String,
-        expected: String,
-    },
+    InvalidOption { option: String, value: String, expected: String },
 
     /// A layer that cannot be used the way it was asked (for example as a starting point).
     #[error("layer `{name}` cannot be used here: {reason}")]
@@ -62,10 +54,7 @@ pub enum Error {
     /// The message names the I/O error too, so that a library user printing only the error sees
     /// why; it is also the [`source`](std::error::Error::source).
     #[error("cannot access {path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
 
     /// An error from candle's tensor library.
     #[error(transparent)]

@@ -29,10 +29,7 @@ pub fn ensure_finite(t: &Tensor, what: &str) -> Result<()> {
     if count == 0 {
         Ok(())
     } else {
-        Err(Error::NonFinite {
-            what: what.into(),
-            count,
-        })
+        Err(Error::NonFinite { what: what.into(), count })
     }
 }
 

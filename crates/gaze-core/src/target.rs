@@ -88,42 +88,27 @@ impl Default for Target {
 impl Target {
     /// The top class of each image, on the logit.
     pub fn top_class() -> Self {
-        Target {
-            spec: TargetSpec::TopClass,
-            score: Score::Logit,
-        }
+        Target { spec: TargetSpec::TopClass, score: Score::Logit }
     }
 
     /// The `k` best classes of each image, on the logit.
     pub fn top(k: usize) -> Self {
-        Target {
-            spec: TargetSpec::Top(k),
-            score: Score::Logit,
-        }
+        Target { spec: TargetSpec::Top(k), score: Score::Logit }
     }
 
     /// The same classes for every image, on the logit.
     pub fn classes(classes: impl IntoIterator<Item = usize>) -> Self {
-        Target {
-            spec: TargetSpec::Classes(classes.into_iter().collect()),
-            score: Score::Logit,
-        }
+        Target { spec: TargetSpec::Classes(classes.into_iter().collect()), score: Score::Logit }
     }
 
     /// One class per image, on the logit.
     pub fn per_image(classes: impl IntoIterator<Item = usize>) -> Self {
-        Target {
-            spec: TargetSpec::PerImage(classes.into_iter().map(|c| vec![c]).collect()),
-            score: Score::Logit,
-        }
+        Target { spec: TargetSpec::PerImage(classes.into_iter().map(|c| vec![c]).collect()), score: Score::Logit }
     }
 
     /// Several classes per image, on the logit.
     pub fn per_image_lists(lists: Vec<Vec<usize>>) -> Self {
-        Target {
-            spec: TargetSpec::PerImage(lists),
-            score: Score::Logit,
-        }
+        Target { spec: TargetSpec::PerImage(lists), score: Score::Logit }
     }
 
     /// The same target on another output.
@@ -155,20 +140,14 @@ impl Target {
             if c < k {
                 Ok(c)
             } else {
-                Err(Error::ClassOutOfRange {
-                    class: c,
-                    num_classes: k,
-                })
+                Err(Error::ClassOutOfRange { class: c, num_classes: k })
             }
         };
         match &self.spec {
             TargetSpec::TopClass => ranked(outputs, 1),
             TargetSpec::Top(t) => {
                 if *t == 0 || *t > k {
-                    return Err(Error::TopKOutOfRange {
-                        k: *t,
-                        num_classes: k,
-                    });
+                    return Err(Error::TopKOutOfRange { k: *t, num_classes: k });
                 }
                 ranked(outputs, *t)
             }
@@ -180,18 +159,12 @@ impl Target {
                         expected: "at least one class".into(),
                     });
                 }
-                let classes = classes
-                    .iter()
-                    .map(|&c| check(c))
-                    .collect::<Result<Vec<_>>>()?;
+                let classes = classes.iter().map(|&c| check(c)).collect::<Result<Vec<_>>>()?;
                 Ok(vec![classes; n])
             }
             TargetSpec::PerImage(lists) => {
                 if lists.len() != n {
-                    return Err(Error::TargetBatchMismatch {
-                        got: lists.len(),
-                        batch: n,
-                    });
+                    return Err(Error::TargetBatchMismatch { got: lists.len(), batch: n });
                 }
                 let t = lists.first().map(Vec::len).unwrap_or(0);
                 if t == 0 || lists.iter().any(|l| l.len() != t) {
@@ -201,10 +174,7 @@ impl Target {
                         expected: "the same non-zero number of classes for every image".into(),
                     });
                 }
-                lists
-                    .iter()
-                    .map(|l| l.iter().map(|&c| check(c)).collect())
-                    .collect()
+                lists.iter().map(|l| l.iter().map(|&c| check(c)).collect()).collect()
             }
         }
     }
@@ -239,54 +209,30 @@ mod tests {
     use candle_core::Device;
 
     fn outputs() -> Tensor {
-        Tensor::new(
-            &[[0.1f32, 3.0, 2.0, -1.0], [5.0, 0.0, 5.0, 1.0]],
-            &Device::Cpu,
-        )
-        .unwrap()
+        Tensor::new(&[[0.1f32, 3.0, 2.0, -1.0], [5.0, 0.0, 5.0, 1.0]], &Device::Cpu).unwrap()
     }
 
     #[test]
     fn top_k_ranks_best_first_with_ties_to_lower_index() {
         let got = Target::top(3).resolve(&outputs()).unwrap();
         assert_eq!(got, vec![vec![1, 2, 0], vec![0, 2, 3]]);
-        assert_eq!(
-            Target::top_class().resolve(&outputs()).unwrap(),
-            vec![vec![1], vec![0]]
-        );
+        assert_eq!(Target::top_class().resolve(&outputs()).unwrap(), vec![vec![1], vec![0]]);
     }
 
     #[test]
     fn bad_targets_name_the_value_and_the_range() {
-        let err = Target::classes([4])
-            .resolve(&outputs())
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("class index 4") && err.contains("4 classes"),
-            "{err}"
-        );
+        let err = Target::classes([4]).resolve(&outputs()).unwrap_err().to_string();
+        assert!(err.contains("class index 4") && err.contains("4 classes"), "{err}");
         let err = Target::top(5).resolve(&outputs()).unwrap_err().to_string();
         assert!(err.contains("top-k of 5") && err.contains("1..=4"), "{err}");
-        let err = Target::per_image([1])
-            .resolve(&outputs())
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("1 target lists") && err.contains("2 images"),
-            "{err}"
-        );
+        let err = Target::per_image([1]).resolve(&outputs()).unwrap_err().to_string();
+        assert!(err.contains("1 target lists") && err.contains("2 images"), "{err}");
     }
 
     #[test]
     fn select_gathers_per_image_classes() {
-        let classes = Target::per_image_lists(vec![vec![2, 1], vec![3, 0]])
-            .resolve(&outputs())
-            .unwrap();
-        let picked = select(&outputs(), &classes)
-            .unwrap()
-            .to_vec2::<f32>()
-            .unwrap();
+        let classes = Target::per_image_lists(vec![vec![2, 1], vec![3, 0]]).resolve(&outputs()).unwrap();
+        let picked = select(&outputs(), &classes).unwrap().to_vec2::<f32>().unwrap();
         assert_eq!(picked, vec![vec![2.0, 3.0], vec![1.0, 5.0]]);
     }
 }

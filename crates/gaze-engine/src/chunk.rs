@@ -24,10 +24,7 @@ pub fn chunks(total: usize, batch: usize) -> Result<impl Iterator<Item = Chunk>>
             expected: "a batch size of at least 1".into(),
         });
     }
-    Ok((0..total).step_by(batch).map(move |start| Chunk {
-        start,
-        len: batch.min(total - start),
-    }))
+    Ok((0..total).step_by(batch).map(move |start| Chunk { start, len: batch.min(total - start) }))
 }
 
 impl Chunk {
@@ -47,9 +44,7 @@ pub fn map_chunks<F>(total: usize, batch: usize, mut f: F) -> Result<Tensor>
 where
     F: FnMut(Chunk) -> Result<Tensor>,
 {
-    let parts = chunks(total, batch)?
-        .map(&mut f)
-        .collect::<Result<Vec<_>>>()?;
+    let parts = chunks(total, batch)?.map(&mut f).collect::<Result<Vec<_>>>()?;
     Ok(Tensor::cat(&parts, 0)?)
 }
 

@@ -45,11 +45,7 @@ pub trait TapModel {
             name: layer.to_string(),
             reason: format!(
                 "the model cannot start its forward pass there; it can start at: {}",
-                if self.cut_points().is_empty() {
-                    "(none)".into()
-                } else {
-                    self.cut_points().join(", ")
-                }
+                if self.cut_points().is_empty() { "(none)".into() } else { self.cut_points().join(", ") }
             ),
         })
     }
@@ -60,10 +56,7 @@ pub trait TapModel {
         if names.iter().any(|n| n == name) {
             Ok(name.to_string())
         } else {
-            Err(Error::UnknownLayer {
-                name: name.to_string(),
-                valid: names,
-            })
+            Err(Error::UnknownLayer { name: name.to_string(), valid: names })
         }
     }
 }
@@ -78,10 +71,7 @@ pub struct LayerShape {
 
 /// Every layer's output shape for one input of the model's [`input_shape`](TapModel::input_shape)
 /// (or of `input_shape` when given), in forward order.
-pub fn layer_shapes<M: TapModel + ?Sized>(
-    model: &M,
-    input_shape: Option<[usize; 3]>,
-) -> Result<Vec<LayerShape>> {
+pub fn layer_shapes<M: TapModel + ?Sized>(model: &M, input_shape: Option<[usize; 3]>) -> Result<Vec<LayerShape>> {
     let [c, h, w] = input_shape.unwrap_or_else(|| model.input_shape());
     let x = Tensor::zeros((1, c, h, w), DType::F32, model.device())?;
     let mut taps = Taps::record_all();
@@ -91,10 +81,7 @@ pub fn layer_shapes<M: TapModel + ?Sized>(
         .iter()
         .map(|name| LayerShape {
             name: name.clone(),
-            shape: taps
-                .activation(name)
-                .map(|t| t.dims().to_vec())
-                .unwrap_or_default(),
+            shape: taps.activation(name).map(|t| t.dims().to_vec()).unwrap_or_default(),
         })
         .collect())
 }

@@ -27,18 +27,12 @@ pub struct ProbeRequest {
 impl ProbeRequest {
     /// Gradients at these layers.
     pub fn layers<S: Into<String>>(layers: impl IntoIterator<Item = S>) -> Self {
-        ProbeRequest {
-            gradient_layers: layers.into_iter().map(Into::into).collect(),
-            ..Default::default()
-        }
+        ProbeRequest { gradient_layers: layers.into_iter().map(Into::into).collect(), ..Default::default() }
     }
 
     /// The gradient at the input.
     pub fn input() -> Self {
-        ProbeRequest {
-            input_gradient: true,
-            ..Default::default()
-        }
+        ProbeRequest { input_gradient: true, ..Default::default() }
     }
 
     pub fn with_relu_mode(mut self, mode: ReluMode) -> Self {
@@ -99,18 +93,11 @@ pub fn probe<M: TapModel + ?Sized>(
     request: &ProbeRequest,
 ) -> Result<Probe> {
     let resolve = |names: &[String]| -> Result<Vec<(String, String)>> {
-        names
-            .iter()
-            .map(|n| Ok((n.clone(), model.resolve_layer(n)?)))
-            .collect()
+        names.iter().map(|n| Ok((n.clone(), model.resolve_layer(n)?))).collect()
     };
     let gradient_layers = resolve(&request.gradient_layers)?;
     let record_layers = resolve(&request.record_layers)?;
-    let start = request
-        .start
-        .as_deref()
-        .map(|s| model.resolve_layer(s))
-        .transpose()?;
+    let start = request.start.as_deref().map(|s| model.resolve_layer(s)).transpose()?;
 
     let mut taps = Taps::none().with_relu_mode(request.relu_mode);
     for (_, layer) in &record_layers {
@@ -123,11 +110,7 @@ pub fn probe<M: TapModel + ?Sized>(
         taps = taps.substitute(model.resolve_layer(layer)?, value.clone());
     }
 
-    let input_var = if request.input_gradient {
-        Some(Var::from_tensor(&input.detach())?)
-    } else {
-        None
-    };
+    let input_var = if request.input_gradient { Some(Var::from_tensor(&input.detach())?) } else { None };
     let x = match &input_var {
         Some(v) => v.as_tensor().clone(),
         None => input.detach(),
@@ -150,9 +133,7 @@ pub fn probe<M: TapModel + ?Sized>(
             let root = scores.narrow(1, t, 1)?.sum_all()?;
             let grads = root.backward()?;
             for (asked, layer) in &gradient_layers {
-                let var = taps
-                    .grad_var(layer)
-                    .expect("a gradient tap was requested and passed");
+                let var = taps.grad_var(layer).expect("a gradient tap was requested and passed");
                 let g = match grads.get(var.as_tensor()) {
                     Some(g) => g.clone(),
                     None => var.as_tensor().zeros_like()?,
@@ -175,15 +156,9 @@ pub fn probe<M: TapModel + ?Sized>(
             activations.insert(asked.clone(), a.detach());
         }
     }
-    let gradients = per_layer
-        .into_iter()
-        .map(|(k, v)| Ok((k, Tensor::stack(&v, 1)?)))
-        .collect::<Result<HashMap<_, _>>>()?;
-    let input_gradient = if per_input.is_empty() {
-        None
-    } else {
-        Some(Tensor::stack(&per_input, 1)?)
-    };
+    let gradients =
+        per_layer.into_iter().map(|(k, v)| Ok((k, Tensor::stack(&v, 1)?))).collect::<Result<HashMap<_, _>>>()?;
+    let input_gradient = if per_input.is_empty() { None } else { Some(Tensor::stack(&per_input, 1)?) };
 
     Ok(Probe {
         logits: logits.detach(),

@@ -44,10 +44,7 @@ impl Taps {
 
     /// Taps that record every layer's activation.
     pub fn record_all() -> Self {
-        Taps {
-            record_all: true,
-            ..Taps::default()
-        }
+        Taps { record_all: true, ..Taps::default() }
     }
 
     /// Adds a request at `layer` (the last request for a layer wins).
@@ -149,10 +146,7 @@ impl Taps {
     pub fn check_requests(&self) -> Result<()> {
         for name in self.requested() {
             if !self.seen.iter().any(|s| s == name) {
-                return Err(crate::Error::UnknownLayer {
-                    name: name.to_string(),
-                    valid: self.seen.clone(),
-                });
+                return Err(crate::Error::UnknownLayer { name: name.to_string(), valid: self.seen.clone() });
             }
         }
         Ok(())

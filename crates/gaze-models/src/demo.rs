@@ -150,7 +150,9 @@ impl DemoCnn {
     fn run(&self, from: usize, mut x: Tensor, taps: &mut Taps) -> Result<Tensor> {
         for (name, stage) in &self.stages[from..] {
             x = match stage {
-                Stage::Conv { w, b } => ops::conv2d(&x, w, Some(b), Conv2dConfig { padding: (1, 1), ..Default::default() })?,
+                Stage::Conv { w, b } => {
+                    ops::conv2d(&x, w, Some(b), Conv2dConfig { padding: (1, 1), ..Default::default() })?
+                }
                 Stage::Relu => taps.relu(&x)?,
                 Stage::MaxPool => ops::max_pool2d(&x, Pool2dConfig::new(2, 2))?,
                 Stage::AvgPool => ops::avg_pool2d(&x, Pool2dConfig::new(2, 2))?,
@@ -197,10 +199,11 @@ impl TapModel for DemoCnn {
     }
 
     fn forward_from(&self, layer: &str, activation: &Tensor, taps: &mut Taps) -> Result<Tensor> {
-        let idx = self.stages.iter().position(|(n, _)| *n == layer).ok_or_else(|| Error::UnknownLayer {
-            name: layer.to_string(),
-            valid: self.layer_names(),
-        })?;
+        let idx = self
+            .stages
+            .iter()
+            .position(|(n, _)| *n == layer)
+            .ok_or_else(|| Error::UnknownLayer { name: layer.to_string(), valid: self.layer_names() })?;
         let x = taps.tap(self.stages[idx].0, activation.clone())?;
         self.run(idx + 1, x, taps)
     }
