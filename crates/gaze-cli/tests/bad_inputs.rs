@@ -23,38 +23,6 @@ fn scratch(name: &str) -> PathBuf {
     dir
 }
 
-/// A PNG whose header claims 100000×100000 RGB pixels, with almost no data behind it.
-fn huge_png() -> Vec<u8> {
-    fn chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
-        out.extend((data.len() as u32).to_be_bytes());
-        let start = out.len();
-        out.extend(kind);
-        out.extend(data);
-        let crc = crc32(&out[start..]);
-        out.extend(crc.to_be_bytes());
-    }
-    fn crc32(bytes: &[u8]) -> u32 {
-        let mut crc = 0xffff_ffffu32;
-        for &b in bytes {
-            crc ^= b as u32;
-            for _ in 0..8 {
-                crc = if crc & 1 == 1 { (crc >> 1) ^ 0xedb8_8320 } else { crc >> 1 };
-            }
-        }
-        !crc
-    }
-    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
-    let mut ihdr = Vec::new();
-    ihdr.extend(100_000u32.to_be_bytes());
-    ihdr.extend(100_000u32.to_be_bytes());
-    ihdr.extend([8, 2, 0, 0, 0]);
-    chunk(&mut png, b"IHDR", &ihdr);
-    // A stored (uncompressed) zlib stream of a few zero bytes.
-    chunk(&mut png, b"IDAT", &[0x78, 0x01, 0x01, 0x04, 0x00, 0xfb, 0xff, 0, 0, 0, 0, 0x00, 0x00, 0x00, 0x01]);
-    chunk(&mut png, b"IEND", &[]);
-    png
-}
-
 fn xception_weights() -> HashMap<String, Tensor> {
     candle_core::safetensors::load(repo().join("fixtures/models/xception.safetensors"), &Device::Cpu).unwrap()
 }
@@ -68,7 +36,7 @@ fn make_files(dir: &Path) {
     std::fs::write(dir.join("not-an-image.png"), b"hello, this is text").unwrap();
     let chelsea = std::fs::read(repo().join("fixtures/images/chelsea.png")).unwrap();
     std::fs::write(dir.join("truncated.png"), &chelsea[..300]).unwrap();
-    std::fs::write(dir.join("huge.png"), huge_png()).unwrap();
+    std::fs::write(dir.join("huge.png"), gaze_testkit::huge_png()).unwrap();
 
     let weights = std::fs::read(repo().join("fixtures/models/xception.safetensors")).unwrap();
     std::fs::write(dir.join("truncated.safetensors"), &weights[..5000]).unwrap();

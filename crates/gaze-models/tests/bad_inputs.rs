@@ -13,37 +13,6 @@ use common::{fixture, scratch, tensors, weights};
 use gaze_core::Target;
 use gaze_models::{load, load_image, load_image_bytes, load_input_tensor, ModelKind};
 
-/// A PNG whose header claims 100000×100000 RGB pixels, with almost no data behind it.
-fn huge_png() -> Vec<u8> {
-    fn crc32(bytes: &[u8]) -> u32 {
-        let mut crc = 0xffff_ffffu32;
-        for &b in bytes {
-            crc ^= b as u32;
-            for _ in 0..8 {
-                crc = if crc & 1 == 1 { (crc >> 1) ^ 0xedb8_8320 } else { crc >> 1 };
-            }
-        }
-        !crc
-    }
-    fn chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
-        out.extend((data.len() as u32).to_be_bytes());
-        let start = out.len();
-        out.extend(kind);
-        out.extend(data);
-        let crc = crc32(&out[start..]);
-        out.extend(crc.to_be_bytes());
-    }
-    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
-    let mut ihdr = Vec::new();
-    ihdr.extend(100_000u32.to_be_bytes());
-    ihdr.extend(100_000u32.to_be_bytes());
-    ihdr.extend([8, 2, 0, 0, 0]);
-    chunk(&mut png, b"IHDR", &ihdr);
-    chunk(&mut png, b"IDAT", &[0x78, 0x01, 0x01, 0x04, 0x00, 0xfb, 0xff, 0, 0, 0, 0, 0x00, 0x00, 0x00, 0x01]);
-    chunk(&mut png, b"IEND", &[]);
-    png
-}
-
 fn save(tensors: &HashMap<String, Tensor>, path: &Path) -> String {
     candle_core::safetensors::save(tensors, path).unwrap();
     path.display().to_string()
@@ -85,7 +54,7 @@ fn every_loader_level_bad_input_is_an_error_that_names_the_problem() {
     let truncated = dir.join("truncated.png");
     std::fs::write(&truncated, &chelsea[..300]).unwrap();
     let huge = dir.join("huge.png");
-    std::fs::write(&huge, huge_png()).unwrap();
+    std::fs::write(&huge, gaze_testkit::huge_png()).unwrap();
 
     let xception_bytes = std::fs::read(weights("xception")).unwrap();
     let truncated_ckpt = dir.join("truncated.safetensors");
@@ -150,7 +119,7 @@ fn every_loader_level_bad_input_is_an_error_that_names_the_problem() {
         ),
         (
             "the same PNG from memory",
-            error_of("huge bytes", load_image_bytes(&huge_png(), Path::new("mem.png")).map(|_| ())),
+            error_of("huge bytes", load_image_bytes(&gaze_testkit::huge_png(), Path::new("mem.png")).map(|_| ())),
             vec!["image mem.png: cannot decode (Image size exceeds limit)".into()],
         ),
         (

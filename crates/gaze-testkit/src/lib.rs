@@ -3,7 +3,8 @@
 //! Test support shared by the gradient method crates (saliency, SmoothGrad, integrated and
 //! expected gradients), used only as a dev-dependency: a small VGG-like model with seeded random
 //! weights, a tap after every stage, every stage a cut point, and counters of how often the head
-//! and the tail run; and [`rel`], the relative error the tests compare with.
+//! and the tail run; [`rel`], the relative error the tests compare with; and [`huge_png`], the
+//! oversized image of the bad-input tables of gaze-models and the command line.
 //!
 //! It owns nothing a user runs: no method, no model of the zoo, and it must never become a
 //! dependency of a library crate.
@@ -163,4 +164,37 @@ pub fn rel(a: &Tensor, b: &Tensor) -> f64 {
     } else {
         diff / scale
     }
+}
+
+/// A valid PNG whose header claims 100000×100000 RGB pixels, with a few bytes of image data: a
+/// decoder without limits would try to allocate 30 GB for it.
+pub fn huge_png() -> Vec<u8> {
+    fn crc32(bytes: &[u8]) -> u32 {
+        let mut crc = 0xffff_ffffu32;
+        for &b in bytes {
+            crc ^= b as u32;
+            for _ in 0..8 {
+                crc = if crc & 1 == 1 { (crc >> 1) ^ 0xedb8_8320 } else { crc >> 1 };
+            }
+        }
+        !crc
+    }
+    fn chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
+        out.extend((data.len() as u32).to_be_bytes());
+        let start = out.len();
+        out.extend(kind);
+        out.extend(data);
+        let crc = crc32(&out[start..]);
+        out.extend(crc.to_be_bytes());
+    }
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    let mut ihdr = Vec::new();
+    ihdr.extend(100_000u32.to_be_bytes());
+    ihdr.extend(100_000u32.to_be_bytes());
+    ihdr.extend([8, 2, 0, 0, 0]);
+    chunk(&mut png, b"IHDR", &ihdr);
+    // A stored (uncompressed) zlib stream of a few zero bytes.
+    chunk(&mut png, b"IDAT", &[0x78, 0x01, 0x01, 0x04, 0x00, 0xfb, 0xff, 0, 0, 0, 0, 0x00, 0x00, 0x00, 0x01]);
+    chunk(&mut png, b"IEND", &[]);
+    png
 }
