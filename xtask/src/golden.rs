@@ -68,28 +68,47 @@ fn check_groups(only: &[String]) -> Result<Vec<String>> {
 /// Creates `target/golden-venv` if needed and installs `tools/requirements.txt` when it changed since the
 /// last install; returns the environment's interpreter.
 pub(crate) fn ensure_venv(root: &Path, base_python: &str) -> Result<PathBuf> {
-    let venv = root.join("target").join("golden-venv");
+    let requirements = root.join("tools").join("requirements.txt");
+    ensure_venv_with(
+        root,
+        "golden-venv",
+        &requirements,
+        base_python,
+        "torch is large: this takes minutes the first time",
+    )
+}
+
+/// Creates the virtual environment `target/<name>` if needed and installs `requirements` into it when
+/// that file changed since the last install (`note` says what to expect then); returns the
+/// environment's interpreter.
+pub(crate) fn ensure_venv_with(
+    root: &Path,
+    name: &str,
+    requirements: &Path,
+    base_python: &str,
+    note: &str,
+) -> Result<PathBuf> {
+    let venv = root.join("target").join(name);
     let python = if cfg!(windows) { venv.join("Scripts").join("python.exe") } else { venv.join("bin").join("python") };
     if !python.exists() {
-        println!("golden: creating {}", venv.display());
+        println!("{name}: creating {}", venv.display());
         let mut cmd = Command::new(base_python);
         cmd.args(["-m", "venv"]).arg(&venv);
         run_command(cmd, &format!("{base_python} -m venv"))?;
     }
-    let requirements = root.join("tools").join("requirements.txt");
-    let wanted = fs::read_to_string(&requirements).with_context(|| format!("reading {}", requirements.display()))?;
+    let wanted = fs::read_to_string(requirements).with_context(|| format!("reading {}", requirements.display()))?;
     let stamp = venv.join("gaze-requirements.txt");
     if fs::read_to_string(&stamp).ok().as_deref() != Some(wanted.as_str()) {
-        println!("golden: installing tools/requirements.txt (torch is large: this takes minutes the first time)");
+        println!("{name}: installing {} ({note})", requirements.display());
         let mut cmd = Command::new(&python);
-        cmd.args(["-m", "pip", "install", "--disable-pip-version-check", "-r"]).arg(&requirements);
-        run_command(cmd, "pip install -r tools/requirements.txt")?;
+        cmd.args(["-m", "pip", "install", "--disable-pip-version-check", "-r"]).arg(requirements);
+        run_command(cmd, &format!("pip install -r {}", requirements.display()))?;
         fs::write(&stamp, &wanted).with_context(|| format!("writing {}", stamp.display()))?;
     }
     Ok(python)
 }
 
-fn run_command(mut cmd: Command, what: &str) -> Result<()> {
+pub(crate) fn run_command(mut cmd: Command, what: &str) -> Result<()> {
     let status = cmd.status().with_context(|| format!("could not start `{what}`"))?;
     if !status.success() {
         bail!("`{what}` failed with {status}");

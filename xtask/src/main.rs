@@ -4,6 +4,7 @@
 //! It may touch the network and the file system's caches; the library crates never do.
 
 mod bench;
+mod check_cuda;
 mod fetch;
 mod fuzz;
 mod golden;
@@ -27,6 +28,8 @@ enum Command {
     Tidy,
     /// Runs the criterion suites of benches/ and, with --peers, gaze against the Python peers side by side.
     Bench(bench::Args),
+    /// Compile-checks `--features cuda` with NVIDIA's CUDA toolkit from PyPI (target/cuda-toolkit-venv), no GPU needed.
+    CheckCuda(check_cuda::Args),
     /// Downloads pretrained weights (vgg16, resnet50, xception) into the Hugging Face cache.
     FetchWeights(fetch::Args),
     /// Fuzzes the image, --input tensor and checkpoint loaders with cargo-fuzz (fuzz/) for N seconds each.
@@ -43,6 +46,7 @@ fn main() -> Result<()> {
     match Cli::parse().command {
         Command::Tidy => tidy::run(&workspace_root()),
         Command::Bench(args) => bench::run(&workspace_root(), &args),
+        Command::CheckCuda(args) => check_cuda::run(&workspace_root(), &args),
         Command::FetchWeights(args) => fetch::run(&args),
         Command::Fuzz(args) => fuzz::run(&workspace_root(), &args),
         Command::Golden(args) => golden::run(&workspace_root(), &args),
