@@ -20,7 +20,16 @@ from .store import Fixture
 
 GIVEN = [3, 7]
 GRAD_MODELS = {"vgg16": "features.29", "resnet50": "layer4"}
-IG_STEPS = 8
+IG_STEPS = (16, 50)
+IG_METHODS = ("riemann_right", "riemann_left", "riemann_middle", "riemann_trapezoid", "gausslegendre")
+# The integrated-gradients baseline: each image blurred over height and width, as
+# `scipy.ndimage.gaussian_filter(input, (0, 0, IG_BLUR_SIGMA, IG_BLUR_SIGMA))` computes it (stored in the fixture).
+# The zero image is avoided: a constant image makes the activations of a channel equal away from the borders, so
+# max pooling at the points next to it chooses among exact ties that float32 rounding decides.
+IG_BLUR_SIGMA = 2.0
+# A configuration whose float32 attribution is farther than this from the same call in float64 is ill-conditioned
+# (see `float32_error` below).
+IG_CONDITIONED = 1e-5
 # The gradient fixtures run on smaller crops than the models' .io input (the same two boxes), to keep them small.
 GRAD_SIZE = 40
 NT_SAMPLES = 2
@@ -121,7 +130,7 @@ def build(root: Path) -> list[Fixture]:
                 "targets": GIVEN,
                 "input": f"the two crops of models/{name}.io.safetensors, resized to {GRAD_SIZE}x{GRAD_SIZE}",
                 "guided_gradcam_layer": deep,
-                "integrated_gradients": {"n_steps": IG_STEPS, "baselines": 0.0},
+                "integrated_gradients": {"methods": list(IG_METHODS), "n_steps": list(IG_STEPS), "baselines": f"gaussian_filter sigma {IG_BLUR_SIGMA}"},
                 "noise_tunnel": {"nt_samples": NT_SAMPLES, "stdevs": NT_STDEV, "abs": False},
                 "gradient_shap": {"n_samples": GS_SAMPLES, "stdevs": GS_STDEV, "numpy_seed": GS_SEED},
                 "occlusion": {"sliding_window_shapes": OCC_WINDOW, "strides": OCC_STRIDE, "baselines": 0.0},
@@ -142,20 +151,38 @@ def build(root: Path) -> list[Fixture]:
                GuidedGradCam(model, M.module(model, deep)).attribute(x.clone(), target=t),
                f"`GuidedGradCam(model, {deep}).attribute(input, target=targets)` (nearest upsampling)")
 
-        ig = IntegratedGradients(model)
-        for method in ("gausslegendre", "riemann_trapezoid"):
-            attr, delta = ig.attribute(x.clone(), baselines=0.0, target=t, n_steps=IG_STEPS, method=method,
-                                       return_convergence_delta=True)
+        # Integrated gradients: every Captum quadrature at each of IG_STEPS, from a blurred baseline.
+        # Each call is repeated on a float64 copy of the model; the relative max-abs distance between the two
+        # attributions is stored as `float32_error`, the peer's own float32 rounding error for that call.
+        from scipy.ndimage import gaussian_filter
+
+        base = torch.from_numpy(gaussian_filter(x.numpy(), (0, 0, IG_BLUR_SIGMA, IG_BLUR_SIGMA)).astype(np.float32))
+        fx.add("integrated-gradients.baseline", base,
+               f"the baseline: `scipy.ndimage.gaussian_filter(input, (0, 0, {IG_BLUR_SIGMA}, {IG_BLUR_SIGMA}))` in float32")
+        model64 = M.load_model(root, name).double()
+        for p in model64.parameters():
+            p.requires_grad_(False)
+        ig, ig64 = IntegratedGradients(model), IntegratedGradients(model64)
+        for method in IG_METHODS:
             step_sizes_fn, alphas_fn = approximation_parameters(method)
-            stem = f"integrated-gradients.{method}"
-            call = f"IntegratedGradients(model).attribute(input, baselines=0, target=targets, n_steps={IG_STEPS}, " \
-                   f"method='{method}', return_convergence_delta=True)"
-            fx.add(f"{stem}.attr", attr, f"attributions of `{call}`")
-            fx.add(f"{stem}.delta", delta, f"convergence delta of `{call}`")
-            fx.add(f"{stem}.alphas", np.asarray(alphas_fn(IG_STEPS), np.float64),
-                   f"Captum's path points (alphas) for {method}, n_steps={IG_STEPS}")
-            fx.add(f"{stem}.step_sizes", np.asarray(step_sizes_fn(IG_STEPS), np.float64),
-                   f"Captum's quadrature weights (step sizes) for {method}, n_steps={IG_STEPS}")
+            for steps in IG_STEPS:
+                attr, delta = ig.attribute(x.clone(), baselines=base, target=t, n_steps=steps, method=method,
+                                           return_convergence_delta=True)
+                attr64 = ig64.attribute(x.double(), baselines=base.double(), target=t, n_steps=steps, method=method)
+                err = float((attr.double() - attr64).abs().max() / attr64.abs().max())
+                stem = f"integrated-gradients.{method}.{steps}"
+                call = f"IntegratedGradients(model).attribute(input, baselines=integrated-gradients.baseline, " \
+                       f"target=targets, n_steps={steps}, method='{method}', return_convergence_delta=True)"
+                fx.add(f"{stem}.attr", attr, f"attributions of `{call}`")
+                fx.add(f"{stem}.delta", delta, f"convergence delta of `{call}`")
+                fx.add(f"{stem}.alphas", np.asarray(alphas_fn(steps), np.float64),
+                       f"Captum's path points (alphas) for {method}, n_steps={steps}")
+                fx.add(f"{stem}.step_sizes", np.asarray(step_sizes_fn(steps), np.float64),
+                       f"Captum's quadrature weights (step sizes) for {method}, n_steps={steps}")
+                fx.add(f"{stem}.float32_error", np.asarray([err], np.float64),
+                       "relative max-abs distance of `attr` from the same call on the model and inputs in float64")
+                print(f"    {name} integrated gradients {method} n_steps={steps}: float32 error {err:.1e}"
+                      f"{'' if err <= IG_CONDITIONED else ' (ill-conditioned)'}")
 
         # SmoothGrad family: one stored noise plan, replayed by Captum's NoiseTunnel for all three types.
         rng = np.random.default_rng(SEEDS[name])
