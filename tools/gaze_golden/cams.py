@@ -28,8 +28,8 @@ METHODS = {
 WEIGHTED = {"gradcam", "gradcam++", "xgradcam", "scorecam", "ablationcam"}
 
 
-def run_pgc(model, layer_module, cls_name: str, x: torch.Tensor, targets: list[int]):
-    """One pytorch-grad-cam call; returns (raw map before its ReLU, channel weights or None, final output)."""
+def run_pgc(model, layer_module, cls_name: str, x: torch.Tensor, targets: list[int], dtype=np.float32):
+    """One pytorch-grad-cam call; returns (raw map before its ReLU as `dtype`, channel weights or None, final output)."""
     import pytorch_grad_cam
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
@@ -57,7 +57,7 @@ def run_pgc(model, layer_module, cls_name: str, x: torch.Tensor, targets: list[i
     if len(seen["raw"]) != 1 or len(seen["weights"]) > 1:
         raise RuntimeError(f"{cls_name}: expected one map per call, saw {len(seen['raw'])} maps")
     weights = seen["weights"][0] if seen["weights"] else None
-    return seen["raw"][0].astype(np.float32), weights, np.asarray(out)
+    return seen["raw"][0].astype(dtype), weights, np.asarray(out)
 
 
 def build(root: Path) -> list[Fixture]:
@@ -66,6 +66,9 @@ def build(root: Path) -> list[Fixture]:
     out = []
     for name, spec in M.MODELS.items():
         model = M.load_model(root, name)
+        # A float64 copy for the Grad-CAM++ reference maps: its weights are cubic in the gradient, and the
+        # peer's own float32 map can be more than 1e-4 from the exact one.
+        model64 = M.load_model(root, name).double()
         io = M.load_io(root, name)
         x = io["input"]
         with torch.no_grad():
@@ -102,6 +105,13 @@ def build(root: Path) -> list[Fixture]:
                             raise RuntimeError(f"{cls_name} computed no channel weights")
                         fx.add(f"{stem}.weights", weights.astype(np.float32),
                                f"{cls_name} channel weights at `{layer}`, targets.{key}: `get_cam_weights` output")
+                    if method == "gradcam++":
+                        raw64, _, _ = run_pgc(model64, M.module(model64, layer), cls_name, x.double(), classes,
+                                              np.float64)
+                        err = float(np.abs(raw.astype(np.float64) - raw64).max() / np.abs(raw64).max())
+                        print(f"    {name} {stem}: the peer's float32 map is {err:.1e} from its float64 map")
+                        fx.add(f"{stem}.raw_f64", raw64,
+                               f"the same {cls_name} call on the model and input in float64: the exact map")
                     if key == "given":
                         fx.add(f"{stem}.out", final.astype(np.float32),
                                f"{cls_name} final output, targets.given: ReLU, min-max, cv2 bilinear resize, "

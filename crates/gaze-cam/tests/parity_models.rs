@@ -72,11 +72,22 @@ fn check(kind: ModelKind, layers: [&str; 2], peer_ablation_quirk: &[&str]) {
             if method == CamMethod::AblationCam && peer_ablation_quirk.contains(&layer) {
                 continue;
             }
-            // Grad-CAM++'s weights are cubic in the gradient, so float32 rounding of the gradient
-            // reaches its maps about three times amplified.
+            // Grad-CAM++ at Xception's `block6` is ill-conditioned: its weights divide by
+            // `2 g² + (Σ A) g³`, and `2 + (Σ A) g` comes within 8e-4 of zero there (2e-2 at `act4`), so a
+            // relative change of 1e-6 in the activations and gradients (the size of float32 rounding
+            // after a deep backward pass) moves the float64 map by up to 6.4e-4 (4e-7 at `act4`).
+            // Rounding the exact activations and gradients to float32 and taking the weights in float64
+            // moves that map by only 4.5e-6 (8.2e-6 for the top targets), so the error comes from the
+            // float32 forward and backward passes, not from the weights' arithmetic.
+            // pytorch-grad-cam's own float32 map is 1.3e-4 from its float64 map (given targets), and
+            // gaze's is 2.5e-4 and 1.3e-4 from it (given, top) and 1.3e-4 and 1.4e-4 from the peer's;
+            // computing gaze's weights in float64 moved those by under 3e-5, so they stay in float32.
+            // Everywhere else gaze is within 2e-5 of the peer and of the float64 map.
+            let ill_conditioned =
+                method == CamMethod::GradCamPlusPlus && kind == ModelKind::Xception && layer == "block6";
             let tolerance = if method.is_perturbation() {
                 1e-4f32.max(8.0 * logit_abs_err)
-            } else if method == CamMethod::GradCamPlusPlus {
+            } else if ill_conditioned {
                 3e-4
             } else {
                 1e-4
@@ -108,6 +119,20 @@ fn check(kind: ModelKind, layers: [&str; 2], peer_ablation_quirk: &[&str]) {
                     }
                 }
                 let err = rel_err(&got, &want);
+                if method == CamMethod::GradCamPlusPlus {
+                    // The same call on the model in float64 (the fixture's `raw_f64`).
+                    let exact = values(&peer[&format!("{key}.raw_f64")]);
+                    let (gaze_exact, peer_exact) = (rel_err(&got, &exact), rel_err(&want, &exact));
+                    eprintln!(
+                        "{} {key}: gaze-peer {err:.1e} gaze-exact {gaze_exact:.1e} peer-exact {peer_exact:.1e}",
+                        kind.name()
+                    );
+                    assert!(
+                        gaze_exact < tolerance,
+                        "{}: {key}: relative error {gaze_exact} from the float64 map",
+                        kind.name()
+                    );
+                }
                 assert!(err < tolerance, "{}: {key}: raw map relative error {err}", kind.name());
                 checked += 1;
 
