@@ -100,14 +100,15 @@ impl fmt::Display for Quadrature {
 }
 
 /// `torch.linspace(start, end, n)` in `float32`, as PyTorch's CPU kernel computes it: the first half
-/// counts up from `start`, the second half counts down from `end`.
+/// counts up from `start`, the second half counts down from `end`, each point a fused
+/// multiply-add (one rounding, not two).
 fn linspace_f32(start: f64, end: f64, n: usize) -> Vec<f64> {
     let (s, e) = (start as f32, end as f32);
     let step = (e - s) / (n - 1) as f32;
     let half = n / 2;
     (0..n)
         .map(|i| {
-            let v = if i < half { s + step * i as f32 } else { e - step * (n - 1 - i) as f32 };
+            let v = if i < half { step.mul_add(i as f32, s) } else { (-step).mul_add((n - 1 - i) as f32, e) };
             v as f64
         })
         .collect()
