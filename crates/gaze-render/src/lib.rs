@@ -12,6 +12,8 @@
 //! - [`Figure`] lays out [`Panel`]s with titles and a [`Colorbar`]; [`grid`] and [`grid_maps`] tile
 //!   pictures and maps; [`text`] draws labels with an embedded font (DejaVu Sans).
 //! - [`shap_plot`] draws SHAP's `image_plot`.
+//! - [`line_chart`] draws [`Series`] of points on shared axes (the benchmarks' time per image
+//!   against batch size).
 //! - [`save_png`] writes through [`write_atomic`], refusing to replace a file unless
 //!   [`WriteOptions::overwrite`] says so.
 //!
@@ -41,6 +43,7 @@ mod figure;
 mod map;
 mod normalize;
 mod output;
+pub mod plot;
 mod shap;
 pub mod text;
 
@@ -56,6 +59,7 @@ pub use figure::{
 pub use map::{Map, Reduction, Sign};
 pub use normalize::{percentile, Limits, Normalize};
 pub use output::{save_png, write_atomic, WriteOptions};
+pub use plot::{line_chart, LineChart, Series, XScale};
 pub use shap::{shap_figure, shap_limits, shap_plot, ShapPlotOptions};
 
 pub use image::{Rgb, RgbImage, Rgba, RgbaImage};
