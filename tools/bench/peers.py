@@ -31,6 +31,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 
+METHODS = ("forward", "forward-backward", "gradcam", "scorecam", "ablationcam", "saliency", "gradient-x-input",
+           "guided-backprop", "deconvnet", "guided-gradcam", "integrated-gradients", "smoothgrad",
+           "expected-gradients", "occlusion")
+
 
 def status_kib(field: str) -> int | None:
     try:
@@ -142,6 +146,8 @@ class Worker:
     def call(self, method: str, s: dict, m: dict):
         torch = self.torch
         model, x = m["model"], m["input"]
+        if "batch_copies" in s:
+            x = x.repeat(int(s["batch_copies"]), 1, 1, 1)
         if method == "forward":
             with torch.no_grad():
                 return model(x)
@@ -149,19 +155,27 @@ class Worker:
             xg = x.clone().requires_grad_(True)
             model(xg)[:, s["target"]].sum().backward()
             return xg.grad
-        if method == "gradcam":
-            from pytorch_grad_cam import GradCAM
+        if method in ("gradcam", "scorecam", "ablationcam"):
+            import pytorch_grad_cam
             from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
             # pytorch-grad-cam differentiates the activations it hooks, which needs a graph: with
             # frozen parameters and an input that does not require gradients there is none, so its
             # models keep trainable parameters, as in its README (its backward then also computes
-            # the weights' gradients).
+            # the weights' gradients). Score-CAM and Ablation-CAM compute no gradient.
+            trainable = method == "gradcam"
             for p in model.parameters():
-                p.requires_grad_(True)
-            cam = GradCAM(model=model, target_layers=[model.get_submodule(s["layer"])])
+                p.requires_grad_(trainable)
+            layers = [model.get_submodule(s["layer"])]
+            if method == "gradcam":
+                cam = pytorch_grad_cam.GradCAM(model=model, target_layers=layers)
+            elif method == "scorecam":
+                cam = pytorch_grad_cam.ScoreCAM(model=model, target_layers=layers)
+                cam.batch_size = int(s["batch"])
+            else:
+                cam = pytorch_grad_cam.AblationCAM(model=model, target_layers=layers, batch_size=int(s["batch"]))
             try:
-                return cam(input_tensor=x, targets=[ClassifierOutputTarget(s["target"])])
+                return cam(input_tensor=x, targets=[ClassifierOutputTarget(s["target"])] * x.shape[0])
             finally:
                 cam.activations_and_grads.release()
                 for p in model.parameters():
@@ -171,6 +185,27 @@ class Worker:
             from captum.attr import Saliency
 
             return Saliency(model).attribute(x, target=s["target"])
+        if method == "gradient-x-input":
+            from captum.attr import InputXGradient
+
+            return InputXGradient(model).attribute(x, target=s["target"])
+        if method in ("guided-backprop", "deconvnet", "guided-gradcam"):
+            from captum.attr import Deconvolution, GuidedBackprop, GuidedGradCam
+
+            # Captum replaces the gradient of every `nn.ReLU` module through hooks, which an
+            # in-place ReLU (torchvision's default) breaks: they run out of place for these calls.
+            relus = [r for r in model.modules() if isinstance(r, torch.nn.ReLU) and r.inplace]
+            for r in relus:
+                r.inplace = False
+            try:
+                if method == "guided-backprop":
+                    return GuidedBackprop(model).attribute(x, target=s["target"])
+                if method == "deconvnet":
+                    return Deconvolution(model).attribute(x, target=s["target"])
+                return GuidedGradCam(model, model.get_submodule(s["layer"])).attribute(x, target=s["target"])
+            finally:
+                for r in relus:
+                    r.inplace = True
         if method == "integrated-gradients":
             from captum.attr import IntegratedGradients
 
@@ -196,8 +231,7 @@ class Worker:
             w, st = s["window"], s["stride"]
             return Occlusion(model).attribute(x, sliding_window_shapes=(3, w, w), strides=(3, st, st), baselines=0,
                                               target=s["target"], perturbations_per_eval=s["batch"])
-        raise ValueError(f"unknown method `{method}`; valid: forward, forward-backward, gradcam, saliency, "
-                         "integrated-gradients, smoothgrad, expected-gradients, occlusion")
+        raise ValueError(f"unknown method `{method}`; valid: {', '.join(METHODS)}")
 
     def run(self, req: dict) -> dict:
         import numpy as np

@@ -88,6 +88,13 @@ pub struct Args {
     /// Run nothing: rewrite the section of docs/benchmarks.md from the results already in target/bench.
     #[arg(long)]
     report_only: bool,
+    /// The batch sizes of the side-by-side run's time-per-image sweep (forward, forward+backward,
+    /// Grad-CAM and saliency at each), plotted to docs/images/.
+    #[arg(long, value_delimiter = ',', default_value = "1,2,4,8")]
+    batches: Vec<usize>,
+    /// No batch-size sweep.
+    #[arg(long)]
+    no_sweep: bool,
 }
 
 pub fn run(root: &Path, args: &Args) -> Result<()> {
@@ -293,6 +300,9 @@ fn collect_criterion(dir: &Path, since: SystemTime, rows: &mut Vec<Value>) -> Re
 
 /// One method of the side-by-side run, with the settings both sides get.
 struct Case {
+    /// The row's name: the method, with the batch when it is not 1.
+    name: String,
+    /// The method both workers run.
     method: &'static str,
     settings: Value,
     /// A short human description of the settings.
@@ -300,13 +310,22 @@ struct Case {
     /// The least multiply-accumulates the method needs, from the forward's count `f` and the tail
     /// after the method's layer `tail`.
     macs: Box<dyn Fn(f64, f64) -> f64>,
+    /// The layer whose tail `macs` takes, if any.
+    tail_layer: Option<&'static str>,
+    /// Images per call (copies of the input), for the time per image of the batch-size sweep.
+    images: usize,
+    /// A row of the batch-size sweep rather than of the main table.
+    sweep: bool,
 }
 
 /// The layers of a model that the side-by-side run uses.
 struct ModelPlan {
     name: &'static str,
-    /// The layer Grad-CAM explains (pytorch-grad-cam's `target_layers`).
+    /// The layer Grad-CAM explains (pytorch-grad-cam's `target_layers`), and its channels.
     cam_layer: &'static str,
+    cam_channels: usize,
+    /// A 64-channel layer for the perturbation CAMs of a quick run (one forward pass per channel).
+    quick_cam_layer: &'static str,
     /// The layer expected gradients explains, as gaze names its tap, and the module whose input it
     /// is, as shap's `(model, layer)` takes it.
     eg_layer: &'static str,
@@ -314,78 +333,179 @@ struct ModelPlan {
 }
 
 const MODELS: [ModelPlan; 2] = [
-    ModelPlan { name: "vgg16", cam_layer: "features.29", eg_layer: "features.6", eg_module: "features.7" },
-    ModelPlan { name: "resnet50", cam_layer: "layer4", eg_layer: "layer1", eg_module: "layer2" },
+    ModelPlan {
+        name: "vgg16",
+        cam_layer: "features.29",
+        cam_channels: 512,
+        quick_cam_layer: "features.4",
+        eg_layer: "features.6",
+        eg_module: "features.7",
+    },
+    ModelPlan {
+        name: "resnet50",
+        cam_layer: "layer4",
+        cam_channels: 2048,
+        quick_cam_layer: "maxpool",
+        eg_layer: "layer1",
+        eg_module: "layer2",
+    },
 ];
 
-fn cases(plan: &ModelPlan, quick: bool) -> Vec<Case> {
+/// The batch sizes of the sweep, and the methods it times at each.
+const SWEEP_METHODS: [&str; 4] = ["forward", "forward-backward", "gradcam", "saliency"];
+
+impl ModelPlan {
+    /// Every layer whose tail a case counts.
+    fn tails(&self) -> [&'static str; 3] {
+        [self.cam_layer, self.quick_cam_layer, self.eg_layer]
+    }
+}
+
+fn case(method: &'static str, settings: Value, label: String, macs: impl Fn(f64, f64) -> f64 + 'static) -> Case {
+    Case {
+        name: method.to_string(),
+        method,
+        settings,
+        label,
+        macs: Box::new(macs),
+        tail_layer: None,
+        images: 1,
+        sweep: false,
+    }
+}
+
+fn cases(plan: &ModelPlan, quick: bool, sweep: &[usize]) -> Vec<Case> {
     let t = TARGET;
-    // Full settings follow the issue; quick ones keep every method but shrink its sample count.
+    // Full settings follow the issues and the peers' defaults; quick ones keep every method but
+    // shrink its sample count.
     let (steps, ig_batch) = if quick { (4, 4) } else { (50, 16) };
     let (sg_samples, sg_batch) = if quick { (4, 4) } else { (80, 16) };
     let (eg_samples, eg_batch) = if quick { (2, 2) } else { (50, 16) };
     let (window, stride, occ_batch) = if quick { (112, 112, 4) } else { (16, 8, 16) };
+    // Score-CAM and Ablation-CAM run once per channel of their layer: a quick run takes a
+    // 64-channel layer near the input, a full one the deep layer Grad-CAM explains.
+    let (pcam_layer, pcam_channels) =
+        if quick { (plan.quick_cam_layer, 64) } else { (plan.cam_layer, plan.cam_channels) };
     let windows = |size: usize| ((size - window).div_ceil(stride) + 1).pow(2) as f64;
     let occ_windows = windows(SIZE);
     let ranked = 2;
-    vec![
+    let cam_layer = plan.cam_layer;
+    let mut v = vec![
+        case("forward", json!({ "target": t }), "logits".into(), |f, _| f),
+        case("forward-backward", json!({ "target": t }), "gradient of one logit to the input".into(), |f, _| 2.0 * f),
         Case {
-            method: "forward",
-            settings: json!({ "target": t }),
-            label: "logits".into(),
-            macs: Box::new(|f, _| f),
+            tail_layer: Some(cam_layer),
+            ..case(
+                "gradcam",
+                json!({ "target": t, "layer": cam_layer }),
+                format!("pytorch-grad-cam GradCAM at {cam_layer}, map resized to the input"),
+                |f, tail| f + tail,
+            )
         },
         Case {
-            method: "forward-backward",
-            settings: json!({ "target": t }),
-            label: "gradient of one logit to the input".into(),
-            macs: Box::new(|f, _| 2.0 * f),
+            name: "gradcam b8".into(),
+            tail_layer: Some(cam_layer),
+            images: 8,
+            ..case(
+                "gradcam",
+                json!({ "target": t, "layer": cam_layer, "batch_copies": 8 }),
+                format!("pytorch-grad-cam GradCAM at {cam_layer}, a batch of 8 images, one target each"),
+                |f, tail| 8.0 * (f + tail),
+            )
         },
         Case {
-            method: "gradcam",
-            settings: json!({ "target": t, "layer": plan.cam_layer }),
-            label: format!("pytorch-grad-cam GradCAM at {}, map resized to the input", plan.cam_layer),
-            macs: Box::new(|f, tail| f + tail),
+            tail_layer: Some(pcam_layer),
+            ..case(
+                "scorecam",
+                json!({ "target": t, "layer": pcam_layer, "batch": 16 }),
+                format!("pytorch-grad-cam ScoreCAM at {pcam_layer} ({pcam_channels} channels), batch 16"),
+                move |f, _| f * (pcam_channels as f64 + 1.0),
+            )
         },
         Case {
-            method: "saliency",
-            settings: json!({ "target": t }),
-            label: "Captum Saliency (abs)".into(),
-            macs: Box::new(|f, _| 2.0 * f),
+            tail_layer: Some(pcam_layer),
+            ..case(
+                "ablationcam",
+                json!({ "target": t, "layer": pcam_layer, "batch": 32 }),
+                format!(
+                    "pytorch-grad-cam AblationCAM at {pcam_layer} ({pcam_channels} channels), batch 32 (gaze runs only the tail per copy)"
+                ),
+                move |f, tail| f + pcam_channels as f64 * tail,
+            )
         },
+        case("saliency", json!({ "target": t }), "Captum Saliency (abs)".into(), |f, _| 2.0 * f),
+        case("gradient-x-input", json!({ "target": t }), "Captum InputXGradient".into(), |f, _| 2.0 * f),
+        case("guided-backprop", json!({ "target": t }), "Captum GuidedBackprop".into(), |f, _| 2.0 * f),
+        case("deconvnet", json!({ "target": t }), "Captum Deconvolution".into(), |f, _| 2.0 * f),
         Case {
-            method: "integrated-gradients",
-            settings: json!({ "target": t, "steps": steps, "batch": ig_batch }),
-            label: format!("Captum, {steps} steps Gauss-Legendre, internal batch {ig_batch}"),
-            macs: Box::new(move |f, _| 2.0 * f * steps as f64),
+            tail_layer: Some(cam_layer),
+            ..case(
+                "guided-gradcam",
+                json!({ "target": t, "layer": cam_layer }),
+                format!("Captum GuidedGradCam at {cam_layer} (nearest upsampling)"),
+                |f, tail| 2.0 * f + tail,
+            )
         },
+        case(
+            "integrated-gradients",
+            json!({ "target": t, "steps": steps, "batch": ig_batch }),
+            format!("Captum, {steps} steps Gauss-Legendre, internal batch {ig_batch}"),
+            move |f, _| 2.0 * f * steps as f64,
+        ),
+        case(
+            "smoothgrad",
+            json!({ "target": t, "samples": sg_samples, "batch": sg_batch, "stdev": 0.5, "seed": 0 }),
+            format!("Captum NoiseTunnel(Saliency), {sg_samples} samples, σ 0.5, batch {sg_batch}"),
+            move |f, _| 2.0 * f * sg_samples as f64,
+        ),
         Case {
-            method: "smoothgrad",
-            settings: json!({ "target": t, "samples": sg_samples, "batch": sg_batch, "stdev": 0.5, "seed": 0 }),
-            label: format!("Captum NoiseTunnel(Saliency), {sg_samples} samples, σ 0.5, batch {sg_batch}"),
-            macs: Box::new(move |f, _| 2.0 * f * sg_samples as f64),
+            tail_layer: Some(plan.eg_layer),
+            ..case(
+                "expected-gradients",
+                json!({
+                    "target": t, "samples": eg_samples, "batch": eg_batch, "ranked": ranked, "seed": 0,
+                    "layer": plan.eg_layer, "peer_module": plan.eg_module,
+                }),
+                format!(
+                    "shap GradientExplainer at the input of {} ({} in gaze), {eg_samples} samples, top {ranked}, 4 background images",
+                    plan.eg_module, plan.eg_layer
+                ),
+                move |f, tail| (ranked * eg_samples) as f64 * (f + tail),
+            )
         },
-        Case {
-            method: "expected-gradients",
-            settings: json!({
-                "target": t, "samples": eg_samples, "batch": eg_batch, "ranked": ranked, "seed": 0,
-                "layer": plan.eg_layer, "peer_module": plan.eg_module,
-            }),
-            label: format!(
-                "shap GradientExplainer at the input of {} ({} in gaze), {eg_samples} samples, top {ranked}, 4 background images",
-                plan.eg_module, plan.eg_layer
+        case(
+            "occlusion",
+            json!({ "target": t, "window": window, "stride": stride, "batch": occ_batch }),
+            format!(
+                "Captum Occlusion, window {window}, stride {stride} ({occ_windows} windows), zero fill, {occ_batch} per eval (gaze recomputes only what a window changes)"
             ),
-            macs: Box::new(move |f, tail| (ranked * eg_samples) as f64 * (f + tail)),
-        },
-        Case {
-            method: "occlusion",
-            settings: json!({ "target": t, "window": window, "stride": stride, "batch": occ_batch }),
-            label: format!(
-                "Captum Occlusion, window {window}, stride {stride} ({occ_windows} windows), zero fill, {occ_batch} per eval"
-            ),
-            macs: Box::new(move |f, _| f * (occ_windows + 1.0)),
-        },
-    ]
+            move |f, _| f * (occ_windows + 1.0),
+        ),
+    ];
+    // The sweep: time per image against batch size, for the methods whose cost is one pass or two.
+    for &b in sweep {
+        for method in SWEEP_METHODS {
+            let mut settings = json!({ "target": t, "batch_copies": b });
+            let (per_image, tail_layer): (fn(f64, f64) -> f64, _) = match method {
+                "forward" => (|f, _| f, None),
+                "gradcam" => {
+                    settings["layer"] = json!(cam_layer);
+                    (|f, tail| f + tail, Some(cam_layer))
+                }
+                _ => (|f, _| 2.0 * f, None),
+            };
+            v.push(Case {
+                name: format!("{method} b{b}"),
+                tail_layer,
+                images: b,
+                sweep: true,
+                ..case(method, settings, format!("batch-size sweep, {b} images"), move |f, tail| {
+                    b as f64 * per_image(f, tail)
+                })
+            });
+        }
+    }
+    v
 }
 
 /// A worker process that answers one JSON line per request.
@@ -460,6 +580,10 @@ fn peers(root: &Path, args: &Args, threads: usize, machine: &Value) -> Result<Va
     if runs == 0 {
         bail!("--runs 0: give at least 1 timed run");
     }
+    if args.batches.contains(&0) {
+        bail!("--batches: a batch size of 0; give sizes of 1 or more, or --no-sweep");
+    }
+    let sweep: Vec<usize> = if args.no_sweep { Vec::new() } else { args.batches.clone() };
     let python = golden::ensure_venv(root, &args.python)?;
     let data = root.join("target").join("bench").join("peers");
     let inputs = data.join(format!("inputs-{SIZE}.safetensors"));
@@ -522,8 +646,7 @@ fn peers(root: &Path, args: &Args, threads: usize, machine: &Value) -> Result<Va
                 versions = reply["versions"].clone();
             }
         }
-        let counted =
-            workers[0].must(&json!({ "cmd": "macs", "name": plan.name, "tails": [plan.cam_layer, plan.eg_layer] }))?;
+        let counted = workers[0].must(&json!({ "cmd": "macs", "name": plan.name, "tails": plan.tails() }))?;
         macs.insert(plan.name, counted);
     }
 
@@ -550,12 +673,18 @@ fn peers(root: &Path, args: &Args, threads: usize, machine: &Value) -> Result<Va
         for w in workers.iter_mut() {
             w.must(&json!({ "cmd": "run", "name": plan.name, "method": "forward-backward", "settings": { "target": TARGET } }))?;
         }
-        for case in cases(plan, args.quick) {
+        let warmups = cases(plan, true, &[]);
+        for case in cases(plan, args.quick, &sweep) {
             let req = json!({ "cmd": "run", "name": plan.name, "method": case.method, "settings": case.settings });
-            println!("bench: {} {} ({runs} runs per side)", plan.name, case.method);
-            if !args.quick {
-                for w in workers.iter_mut() {
-                    let _ = w.ask(&req)?;
+            println!("bench: {} {} ({runs} runs per side)", plan.name, case.name);
+            if !args.quick && !case.sweep {
+                // A first call of the method at the quick settings: its code paths and buffers are
+                // warm, at a fraction of a full call's time.
+                if let Some(w) = warmups.iter().find(|w| w.name == case.name) {
+                    let warm = json!({ "cmd": "run", "name": plan.name, "method": w.method, "settings": w.settings });
+                    for worker in workers.iter_mut() {
+                        let _ = worker.ask(&warm)?;
+                    }
                 }
             }
             let mut results: [Vec<Value>; 2] = [Vec::new(), Vec::new()];
@@ -568,17 +697,13 @@ fn peers(root: &Path, args: &Args, threads: usize, machine: &Value) -> Result<Va
                     match w.ask(&req)? {
                         Ok(v) => results[i].push(v),
                         Err(e) => {
-                            eprintln!("bench: {} {} {}: {e}", w.name, plan.name, case.method);
+                            eprintln!("bench: {} {} {}: {e}", w.name, plan.name, case.name);
                             errors[i] = Some(e);
                         }
                     }
                 }
             }
-            let layer_tail = match case.method {
-                "gradcam" => tail(plan.cam_layer),
-                "expected-gradients" => tail(plan.eg_layer),
-                _ => 0.0,
-            };
+            let layer_tail = case.tail_layer.map(tail).unwrap_or(0.0);
             let nominal = (case.macs)(f, layer_tail);
             let mut sides = serde_json::Map::new();
             for (i, side) in SIDES.iter().enumerate() {
@@ -620,7 +745,10 @@ fn peers(root: &Path, args: &Args, threads: usize, machine: &Value) -> Result<Va
             rows.push(json!({
                 "model": plan.name,
                 "l1_rel_diff": l1_diff,
-                "method": case.method,
+                "method": case.name,
+                "call": case.method,
+                "images": case.images,
+                "sweep": case.sweep,
                 "settings": case.settings,
                 "label": case.label,
                 "gmacs": nominal / 1e9,
@@ -743,7 +871,9 @@ fn markdown(report: &Value) -> String {
         }
         s += "| model | method | gaze s | peer s | peer/gaze | gaze MiB | peer MiB | GMAC | gaze % peak | peer % peak | L1 diff | peer call |\n";
         s += "|---|---|---|---|---|---|---|---|---|---|---|---|\n";
-        for row in report["rows"].as_array().into_iter().flatten() {
+        let rows: Vec<&Value> = report["rows"].as_array().into_iter().flatten().collect();
+        let (sweep, main): (Vec<&Value>, Vec<&Value>) = rows.into_iter().partition(|r| r["sweep"] == true);
+        for row in main {
             s += &format!(
                 "| {} | {} | {} | {} | {} | {} | {} | {:.1} | {} | {} | {} | {} |\n",
                 row["model"].as_str().unwrap_or("?"),
@@ -759,6 +889,27 @@ fn markdown(report: &Value) -> String {
                 row["l1_rel_diff"].as_f64().map(|d| format!("{d:.0e}")).unwrap_or_else(|| "–".into()),
                 row["label"].as_str().unwrap_or(""),
             );
+        }
+        if !sweep.is_empty() {
+            s += &format!(
+                "\nTime per image against batch size (the same runs, each call on a batch of copies of the input; \
+                 seconds per image as median; gaze solid, the peer dashed):\n\n![Seconds per image against batch size, gaze and the peers, for each model](images/{})\n\n",
+                sweep_plot_name(report)
+            );
+            s += "| model | method | batch | gaze s/image | peer s/image | peer/gaze |\n|---|---|---|---|---|---|\n";
+            for row in sweep {
+                let images = row["images"].as_f64().unwrap_or(1.0).max(1.0);
+                let per = |side: &str| row[side]["median_s"].as_f64().map(|m| json!(m / images)).unwrap_or(Value::Null);
+                s += &format!(
+                    "| {} | {} | {} | {} | {} | {} |\n",
+                    row["model"].as_str().unwrap_or("?"),
+                    row["call"].as_str().unwrap_or("?"),
+                    images,
+                    secs(&per("gaze")),
+                    secs(&per("peer")),
+                    row["ratio"].as_f64().map(|r| format!("{r:.2}")).unwrap_or_else(|| "–".into()),
+                );
+            }
         }
     } else {
         s += "| benchmark | median | min | max | iterations |\n|---|---|---|---|---|\n";
@@ -776,6 +927,80 @@ fn markdown(report: &Value) -> String {
     s
 }
 
+/// The file name of a side-by-side report's batch-size plot, in `docs/images/` and `target/bench/`.
+fn sweep_plot_name(report: &Value) -> String {
+    let quick = if report["quick"].as_bool() == Some(true) { "-quick" } else { "" };
+    format!("bench-batch-{}{quick}.png", report["device"].as_str().unwrap_or("cpu"))
+}
+
+/// The batch-size sweep of a side-by-side report as one chart per model, stacked: seconds per image
+/// against batch size, a colour per method, gaze solid and the peer dashed; `None` without a sweep.
+fn sweep_plot(report: &Value) -> Result<Option<gaze_render::RgbaImage>> {
+    use gaze_render::plot::TAB10;
+    use gaze_render::{line_chart, LineChart, Series, XScale};
+
+    let rows: Vec<&Value> = report["rows"].as_array().into_iter().flatten().filter(|r| r["sweep"] == true).collect();
+    let mut models: Vec<&str> = rows.iter().filter_map(|r| r["model"].as_str()).collect();
+    models.dedup();
+    let mut charts = Vec::new();
+    for model in models {
+        let mut chart = LineChart::new(
+            format!("{model}, {}: seconds per image", report["device"].as_str().unwrap_or("cpu")),
+            "batch size (images per call)",
+            "s / image",
+        );
+        chart.x_scale = XScale::Log2;
+        for (k, method) in SWEEP_METHODS.iter().enumerate() {
+            for (side, dashed) in [("gaze", false), ("peer", true)] {
+                let points: Vec<(f64, f64)> = rows
+                    .iter()
+                    .filter(|r| r["model"] == model && r["call"] == *method)
+                    .filter_map(|r| {
+                        let images = r["images"].as_f64()?.max(1.0);
+                        Some((images, r[side]["median_s"].as_f64()? / images))
+                    })
+                    .collect();
+                if !points.is_empty() {
+                    let who = if side == "gaze" { "gaze" } else { "peer" };
+                    chart.series.push(Series {
+                        label: format!("{method}, {who}"),
+                        points,
+                        color: TAB10[k % TAB10.len()],
+                        dashed,
+                    });
+                }
+            }
+        }
+        if chart.series.is_empty() {
+            continue;
+        }
+        charts.push(line_chart(&chart).map_err(|e| anyhow!("drawing the batch-size plot: {e}"))?);
+    }
+    if charts.is_empty() {
+        return Ok(None);
+    }
+    let width = charts.iter().map(|c| c.width()).max().unwrap_or(0);
+    let height = charts.iter().map(|c| c.height()).sum();
+    let mut out = gaze_render::RgbaImage::from_pixel(width, height, gaze_render::Rgba([255, 255, 255, 255]));
+    let mut y = 0;
+    for c in &charts {
+        gaze_render::paste(&mut out, c, 0, y);
+        y += c.height();
+    }
+    Ok(Some(out))
+}
+
+/// Writes a report's batch-size plot as `dir/<name>`, when the report has a sweep.
+fn write_sweep_plot(dir: &Path, report: &Value) -> Result<()> {
+    if let Some(img) = sweep_plot(report)? {
+        fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let path = dir.join(sweep_plot_name(report));
+        gaze_render::save_png(&path, &img, gaze_render::WriteOptions { overwrite: true })
+            .map_err(|e| anyhow!("writing {}: {e}", path.display()))?;
+    }
+    Ok(())
+}
+
 fn write_report(dir: &Path, report: &Value) -> Result<()> {
     let stem =
         format!("{}-{}", report["suite"].as_str().unwrap_or("suite"), report["device"].as_str().unwrap_or("cpu"));
@@ -783,6 +1008,7 @@ fn write_report(dir: &Path, report: &Value) -> Result<()> {
     write_atomic(&json_path, &(serde_json::to_string_pretty(report)? + "\n"))?;
     let md = markdown(report);
     write_atomic(&dir.join(format!("{stem}.md")), &md)?;
+    write_sweep_plot(dir, report)?;
     println!("\n{md}");
     Ok(())
 }
@@ -803,6 +1029,7 @@ fn update_doc(root: &Path, dir: &Path) -> Result<()> {
             let v: Value =
                 serde_json::from_str(&fs::read_to_string(&p)?).with_context(|| format!("parsing {}", p.display()))?;
             if v.get("suite").is_some() {
+                write_sweep_plot(&root.join("docs").join("images"), &v)?;
                 let stem = p.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
                 reports.push((v["suite"] != "peers", stem, v));
             }
@@ -823,7 +1050,8 @@ fn render_section(tables: &[String]) -> String {
     s += "Reproduce: `cargo xtask bench --peers` (every criterion suite and the side-by-side run), `cargo xtask bench --peers-only --quick` (the side-by-side smoke run, minutes), `cargo xtask bench --suite cam` (one suite), and `--device cuda` on a machine with a GPU (built with `--features cuda`); `cargo xtask bench --report-only` rewrites this section from the results in `target/bench`.\n";
     s += "The peers run in `target/golden-venv` (the versions pinned in `tools/requirements.txt`), from `tools/bench/peers.py`; gaze runs in its worker `gaze-bench-runner` (`benches/src/bin/`), built in release mode; both load the same random full-size torchvision checkpoints and the same 224×224 input from `target/bench/peers/`.\n";
     s += "Times on a machine shared with other work drift; the ratio of each pair, timed in alternation, holds better than either time.\n";
-    s += "A quick run uses a handful of samples per method, so its ratios weigh fixed costs (explainer set-up, the peers' Python loops) more than a full run's.\n\n";
+    s += "A quick run uses a handful of samples per method (and runs Score-CAM and Ablation-CAM at a 64-channel layer near the input instead of the deep layer), so its ratios weigh fixed costs (explainer set-up, the peers' Python loops) more than a full run's.\n";
+    s += "The batch-size sweep (`--batches`, default 1,2,4,8; `--no-sweep` skips it) times forward, forward+backward, Grad-CAM and saliency on batches of copies of the input and plots the seconds per image to `docs/images/bench-batch-<device>.png`.\n\n";
     if tables.is_empty() {
         s += "No results yet: run `cargo xtask bench`.\n";
     }
@@ -892,6 +1120,8 @@ mod tests {
             "rows": [
                 { "model": "vgg16", "method": "gradcam", "label": "x", "gmacs": 20.0, "gaze": side(1.0), "peer": side(3.0), "ratio": 3.0, "l1_rel_diff": 2e-6 },
                 { "model": "vgg16", "method": "occlusion", "label": "y", "gmacs": 70.0, "gaze": { "error": "boom" }, "peer": side(2.0), "ratio": null },
+                { "model": "vgg16", "method": "saliency b4", "call": "saliency", "images": 4, "sweep": true, "label": "z", "gmacs": 1.0, "gaze": side(2.0), "peer": side(4.0), "ratio": 2.0 },
+                { "model": "resnet50", "method": "saliency b1", "call": "saliency", "images": 1, "sweep": true, "label": "z", "gmacs": 1.0, "gaze": side(0.5), "peer": side(1.0), "ratio": 2.0 },
             ],
         });
         let md = markdown(&report);
@@ -902,6 +1132,12 @@ mod tests {
             "{md}"
         );
         assert!(md.contains("failed: boom"), "{md}");
+        // Sweep rows go to their own table, per image, and never to the main one.
+        assert!(md.contains("| vgg16 | saliency | 4 | 0.50 | 1.00 | 2.00 |"), "{md}");
+        assert!(!md.contains("| saliency b4 |"), "{md}");
+        assert!(md.contains("](images/bench-batch-cpu-quick.png)"), "{md}");
+        let plot = sweep_plot(&report).unwrap().expect("a sweep is plotted");
+        assert_eq!(plot.dimensions(), (720, 880), "one chart per model, stacked");
         assert!(md.contains("Test CPU, 2 cores, 2 logical CPUs, 4 GiB memory; 2 threads per side"), "{md}");
     }
 

@@ -33,7 +33,7 @@ use gaze_expected_gradients::{ExpectedGradients, Space};
 use gaze_integrated_gradients::IntegratedGradients;
 use gaze_models::{Classifier, ModelKind};
 use gaze_occlusion::{Fill, Occlusion, OcclusionConfig};
-use gaze_saliency::Gradient;
+use gaze_saliency::{Gradient, GuidedGradCam};
 use gaze_smoothgrad::{Noise, SmoothGrad};
 use serde_json::{json, Value};
 
@@ -86,23 +86,46 @@ fn load(req: &Value, device: &Device) -> AnyResult<Loaded> {
     Ok(Loaded { model, weights: weight_shapes(weights)?, input, background })
 }
 
+/// The input of a call: the loaded image, repeated to `batch_copies` images when the settings
+/// give that number.
+fn batch_input(s: &Value, x: &Tensor) -> AnyResult<Tensor> {
+    match s.get("batch_copies") {
+        None => Ok(x.clone()),
+        Some(_) => {
+            let n = count(s, "batch_copies")?.max(1);
+            x.repeat((n, 1, 1, 1)).map_err(err("repeating the input"))
+        }
+    }
+}
+
 /// One call of `method` on the loaded model and input; the result's L1 norm and shape.
 fn call(method: &str, s: &Value, m: &Loaded) -> AnyResult<Tensor> {
     let model = m.model.as_ref();
-    let x = &m.input;
+    let x = &batch_input(s, &m.input)?;
     let target = || -> AnyResult<Target> { Ok(Target::classes([count(s, "target")?])) };
     let attr = |r: gaze_core::Result<Attribution>| r.map(|a| a.values).map_err(err(method));
+    let cam = |method: CamMethod| -> AnyResult<Tensor> {
+        let mut config = CamConfig::new(method, [text(s, "layer")?]);
+        if s.get("batch").is_some() {
+            config = config.with_batch(count(s, "batch")?);
+        }
+        let cam = Cam::new(config).map_err(err("the CAM configuration"))?;
+        attr(cam.explain_display(model, x, &target()?))
+    };
     match method {
         "forward" => model.forward(x).map_err(err(method)),
         "forward-backward" => {
             let p = probe(model, x, &target()?, &ProbeRequest::input()).map_err(err(method))?;
             p.input_gradient.ok_or_else(|| "the probe returned no input gradient".to_string())
         }
-        "gradcam" => {
-            let cam = Cam::new(CamConfig::new(CamMethod::GradCam, [text(s, "layer")?])).map_err(err(method))?;
-            attr(cam.explain_display(model, x, &target()?))
-        }
+        "gradcam" => cam(CamMethod::GradCam),
+        "scorecam" => cam(CamMethod::ScoreCam),
+        "ablationcam" => cam(CamMethod::AblationCam),
         "saliency" => attr(Gradient::saliency().with_abs(true).explain(model, x, &target()?)),
+        "gradient-x-input" => attr(Gradient::gradient_x_input().explain(model, x, &target()?)),
+        "guided-backprop" => attr(Gradient::guided_backprop().explain(model, x, &target()?)),
+        "deconvnet" => attr(Gradient::deconvnet().explain(model, x, &target()?)),
+        "guided-gradcam" => attr(GuidedGradCam::new(text(s, "layer")?).explain(model, x, &target()?)),
         "integrated-gradients" => {
             attr(IntegratedGradients::default().with_steps(count(s, "steps")?).with_batch(count(s, "batch")?).explain(
                 model,
@@ -133,14 +156,37 @@ fn call(method: &str, s: &Value, m: &Loaded) -> AnyResult<Tensor> {
             let (w, st) = (count(s, "window")?, count(s, "stride")?);
             let config =
                 OcclusionConfig::captum((w, w), (st, st)).with_fill(Fill::Constant(0.0)).with_batch(count(s, "batch")?);
-            attr(Occlusion::new(config).explain(model, x, &target()?))
+            let occlusion = Occlusion::new(config);
+            // As `gaze explain` does: only what each window changes is recomputed, where the model
+            // describes its stages.
+            match model.incremental() {
+                Some(inc) => {
+                    occlusion.explain_incremental(inc, x, &target()?).map(|(a, _)| a.values).map_err(err(method))
+                }
+                None => attr(occlusion.explain(model, x, &target()?)),
+            }
         }
-        other => Err(format!(
-            "unknown method `{other}`; valid: forward, forward-backward, gradcam, saliency, integrated-gradients, \
-             smoothgrad, expected-gradients, occlusion"
-        )),
+        other => Err(format!("unknown method `{other}`; valid: {}", METHODS.join(", "))),
     }
 }
+
+/// The methods [`call`] runs.
+const METHODS: [&str; 14] = [
+    "forward",
+    "forward-backward",
+    "gradcam",
+    "scorecam",
+    "ablationcam",
+    "saliency",
+    "gradient-x-input",
+    "guided-backprop",
+    "deconvnet",
+    "guided-gradcam",
+    "integrated-gradients",
+    "smoothgrad",
+    "expected-gradients",
+    "occlusion",
+];
 
 fn run(req: &Value, models: &HashMap<String, Loaded>, device: &Device) -> AnyResult<Value> {
     let name = text(req, "name")?;
