@@ -15,9 +15,11 @@
 //! multiply throughput (a 2048³ product on each side), so a time also reads as a fraction of the
 //! achievable peak.
 //!
-//! Results go to `target/bench/<suite>-<device>.json` and `.md`, and the section between
-//! `<!-- bench:begin -->` and `<!-- bench:end -->` of `docs/benchmarks.md` is rewritten from every
-//! result file there.
+//! Results go to `target/bench/<suite>-<device>.json` and `.md` (`<suite>-<device>-quick.*` for a
+//! `--quick` run, so that the latest full run and the latest smoke run are both kept), the
+//! batch-size plot of a side-by-side run to `docs/images/bench-batch-<device>[-quick].png`, and the
+//! section between `<!-- bench:begin -->` and `<!-- bench:end -->` of `docs/benchmarks.md` is
+//! rewritten from every result file there.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -847,15 +849,15 @@ fn markdown(report: &Value) -> String {
         s += &format!(
             "Yardstick: an f32 {n}×{n}×{n} product takes {} s in gaze's gemm ({:.0} GFLOP/s) and {} s in torch ({:.0} GFLOP/s); \
              the peak below is the faster, {:.0} GFLOP/s.\n",
-            secs(&mm["gaze"]["median_s"]),
+            mm["gaze"]["median_s"].as_f64().map(|v| format!("{v:.3}")).unwrap_or_else(|| "–".into()),
             mm["gaze"]["gflops"].as_f64().unwrap_or(0.0),
-            secs(&mm["peer"]["median_s"]),
+            mm["peer"]["median_s"].as_f64().map(|v| format!("{v:.3}")).unwrap_or_else(|| "–".into()),
             mm["peer"]["gflops"].as_f64().unwrap_or(0.0),
             mm["peak_gflops"].as_f64().unwrap_or(0.0),
             n = MATMUL_N,
         );
         s += &format!(
-            "Each row: {} timed runs per side after a warm-up, alternating gaze and the peer; seconds as median (min–max); \
+            "Each row: {} per side after a warm-up, alternating gaze and the peer; seconds as median (min–max); \
              peer/gaze above 1 means gaze is faster; memory is the peak resident set of the worker process during the call, \
              with the models loaded, and in parentheses what the call added (MiB); L1 diff is the relative difference of the \
              two results' L1 norms, a check that both sides computed the same thing (near 0 for the deterministic methods; \
@@ -863,7 +865,11 @@ fn markdown(report: &Value) -> String {
              GMAC is the least work the method needs (multiply-accumulates of the convolutions and linear layers, a backward pass \
              counted as one forward); % peak is that work's rate against the yardstick (above 100% when the machine was busier \
              while the yardstick ran than during the call).\n\n",
-            report["runs"]
+            match report["runs"].as_u64() {
+                Some(1) => "1 timed run".to_string(),
+                Some(n) => format!("{n} timed runs"),
+                None => "timed runs".to_string(),
+            }
         );
         if let Some(v) = report["versions"].as_object() {
             let v: Vec<String> = v.iter().map(|(k, v)| format!("{k} {}", v.as_str().unwrap_or("?"))).collect();
@@ -1002,8 +1008,13 @@ fn write_sweep_plot(dir: &Path, report: &Value) -> Result<()> {
 }
 
 fn write_report(dir: &Path, report: &Value) -> Result<()> {
-    let stem =
-        format!("{}-{}", report["suite"].as_str().unwrap_or("suite"), report["device"].as_str().unwrap_or("cpu"));
+    // A quick run keeps its own files, so a full run and a smoke run are both reported.
+    let quick = if report["quick"].as_bool() == Some(true) { "-quick" } else { "" };
+    let stem = format!(
+        "{}-{}{quick}",
+        report["suite"].as_str().unwrap_or("suite"),
+        report["device"].as_str().unwrap_or("cpu")
+    );
     let json_path = dir.join(format!("{stem}.json"));
     write_atomic(&json_path, &(serde_json::to_string_pretty(report)? + "\n"))?;
     let md = markdown(report);
