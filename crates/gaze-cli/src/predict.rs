@@ -6,9 +6,11 @@ use anyhow::Result;
 use clap::Args as ClapArgs;
 use gaze_core::Target;
 use gaze_engine::ops::softmax_last_dim;
+use gaze_models::Classifier;
 use serde::Serialize;
 
-use crate::input::read_batch;
+use crate::explain::IMAGES_PER_CHUNK;
+use crate::input::{image_files, read_batch, Batch};
 use crate::model::ModelArgs;
 
 #[derive(ClapArgs, Debug)]
@@ -27,7 +29,7 @@ pub struct Args {
     /// A safetensors file with a tensor `input` [N, 3, H, W], already preprocessed.
     #[arg(long, value_name = "FILE")]
     input: Option<PathBuf>,
-    /// Image files (PNG or JPEG).
+    /// Image files (PNG or JPEG), or folders of them.
     images: Vec<PathBuf>,
 }
 
@@ -51,11 +53,33 @@ struct ImagePredictions {
 
 pub fn run(args: Args) -> Result<()> {
     let model = args.model.load()?;
-    let batch = read_batch(model.as_ref(), &args.images, args.input.as_deref())?;
-    let logits = model.forward(&batch.input)?;
-    let ranked = Target::top(args.top).resolve(&logits)?;
-    let probs = softmax_last_dim(&logits)?.to_vec2::<f32>()?;
-    let logits = logits.to_vec2::<f32>()?;
+    // As `gaze explain` does: a folder is its images, and images are read and classified in chunks,
+    // so memory stays flat however many are given (a tensor file is one chunk).
+    let images = image_files(&args.images)?;
+    let chunks: Vec<&[PathBuf]> = if images.is_empty() { vec![&[]] } else { images.chunks(IMAGES_PER_CHUNK).collect() };
+    let mut out = Vec::new();
+    for (index, chunk) in chunks.iter().enumerate() {
+        let tensor_file = if index == 0 { args.input.as_deref() } else { None };
+        let batch = read_batch(model.as_ref(), chunk, tensor_file)?;
+        let predictions = predict(model.as_ref(), &batch, args.top, args.logits)?;
+        if args.json {
+            out.extend(predictions);
+        } else {
+            print_text(&predictions);
+        }
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    }
+    Ok(())
+}
+
+/// The top `top` classes of every image of `batch`, with every logit when `logits` is set.
+fn predict(model: &dyn Classifier, batch: &Batch, top: usize, logits: bool) -> Result<Vec<ImagePredictions>> {
+    let all = model.forward(&batch.input)?;
+    let ranked = Target::top(top).resolve(&all)?;
+    let probs = softmax_last_dim(&all)?.to_vec2::<f32>()?;
+    let all = all.to_vec2::<f32>()?;
     let mut out = Vec::with_capacity(ranked.len());
     for (n, classes) in ranked.iter().enumerate() {
         let top = classes
@@ -65,25 +89,20 @@ pub fn run(args: Args) -> Result<()> {
                 wnid: model.class_id(c),
                 label: model.label(c),
                 score: probs[n][c],
-                logit: logits[n][c],
+                logit: all[n][c],
             })
             .collect();
-        out.push(ImagePredictions {
-            image: batch.stems[n].clone(),
-            top,
-            logits: args.logits.then(|| logits[n].clone()),
-        });
+        out.push(ImagePredictions { image: batch.stems[n].clone(), top, logits: logits.then(|| all[n].clone()) });
     }
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&out)?);
-    } else {
-        for image in &out {
-            println!("{}", image.image);
-            for (rank, p) in image.top.iter().enumerate() {
-                let label = p.label.as_deref().unwrap_or("?");
-                println!("  {}. {label} ({}): {:.4} (logit {:.3})", rank + 1, p.class, p.score, p.logit);
-            }
+    Ok(out)
+}
+
+fn print_text(predictions: &[ImagePredictions]) {
+    for image in predictions {
+        println!("{}", image.image);
+        for (rank, p) in image.top.iter().enumerate() {
+            let label = p.label.as_deref().unwrap_or("?");
+            println!("  {}. {label} ({}): {:.4} (logit {:.3})", rank + 1, p.class, p.score, p.logit);
         }
     }
-    Ok(())
 }

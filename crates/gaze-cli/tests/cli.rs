@@ -61,6 +61,44 @@ fn predict_gives_the_top_classes_of_each_image() {
 }
 
 #[test]
+fn predict_reads_a_folder_in_chunks_with_the_same_results_as_its_files() {
+    // 40 images (more than one chunk of 32) copied from the sample photos, in name order.
+    let dir = tempdir("predict-folder");
+    let sources = ["chelsea.png", "coffee.png", "astronaut.png", "rocket.jpg"];
+    let mut files = Vec::new();
+    for i in 0..40 {
+        let source = sources[i % sources.len()];
+        let ext = source.rsplit('.').next().unwrap();
+        let file = dir.join(format!("img{i:02}.{ext}"));
+        std::fs::copy(repo().join("assets/images").join(source), &file).unwrap();
+        files.push(file);
+    }
+    let from_folder = gaze(&["predict", "--json", "--top", "2", dir.to_str().unwrap()]);
+    assert!(from_folder.status.success(), "{}", stderr(&from_folder));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&from_folder)).unwrap();
+    let images = v.as_array().unwrap();
+    let names: Vec<&str> = images.iter().map(|i| i["image"].as_str().unwrap()).collect();
+    assert_eq!(names, (0..40).map(|i| format!("img{i:02}")).collect::<Vec<_>>());
+    // Copies of the same photo get the same classes on either side of the chunk boundary, and the
+    // same scores up to float rounding (a batch of 32 and one of 8 sum in different orders).
+    for (a, b) in [(0, 32), (3, 39)] {
+        let (ta, tb) = (images[a]["top"].as_array().unwrap(), images[b]["top"].as_array().unwrap());
+        for (pa, pb) in ta.iter().zip(tb) {
+            assert_eq!(pa["class"], pb["class"], "images {a} and {b}");
+            let (sa, sb) = (pa["score"].as_f64().unwrap(), pb["score"].as_f64().unwrap());
+            assert!((sa - sb).abs() < 1e-5, "images {a} and {b}: {sa} vs {sb}");
+        }
+    }
+
+    let mut args = vec!["predict", "--json", "--top", "2"];
+    args.extend(files.iter().map(|f| f.to_str().unwrap()));
+    let from_files = gaze(&args);
+    assert!(from_files.status.success(), "{}", stderr(&from_files));
+    assert_eq!(stdout(&from_files), stdout(&from_folder));
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
 fn predict_reads_a_tensor_file() {
     let dir = tempdir("tensor-input");
     let file = dir.join("batch.safetensors");
