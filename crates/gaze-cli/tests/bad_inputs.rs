@@ -157,7 +157,7 @@ fn every_bad_input_fails_with_exit_code_2_and_names_the_problem() {
         (
             "an empty background folder",
             explain(&["--method", "expected-gradients", "--background", &p("empty-background"), &image]),
-            vec!["--background".into(), "no PNG or JPEG images".into()],
+            vec!["--background: the folder".into(), "empty-background holds no PNG or JPEG images".into()],
         ),
         (
             "an image folder without images",

@@ -9,7 +9,7 @@ use gaze_core::Explainer;
 use gaze_expected_gradients::{ExpectedGradients, Space};
 
 use super::{Context, Explanation, Picture};
-use crate::input::read_batch;
+use crate::input::{image_files, read_batch};
 use crate::UsageError;
 
 pub fn explain(ctx: &Context) -> Result<Explanation> {
@@ -51,26 +51,11 @@ fn background(ctx: &Context, paths: &[PathBuf]) -> Result<Tensor> {
             return Ok(read_batch(ctx.model, &[], Some(one))?.input);
         }
     }
-    let mut files = Vec::new();
-    for p in paths {
-        if p.is_dir() {
-            let mut inside: Vec<PathBuf> = std::fs::read_dir(p)
-                .map_err(|source| gaze_core::Error::Io { path: p.clone(), source })?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|f| {
-                    f.extension()
-                        .and_then(|e| e.to_str())
-                        .is_some_and(|e| matches!(e.to_ascii_lowercase().as_str(), "png" | "jpg" | "jpeg"))
-                })
-                .collect();
-            inside.sort();
-            files.extend(inside);
-        } else {
-            files.push(p.clone());
-        }
-    }
-    if files.is_empty() {
-        return Err(UsageError("the --background folders hold no PNG or JPEG images".into()).into());
-    }
+    // Folders are read as `gaze explain` reads IMAGE: their PNG and JPEG files by name; a folder
+    // without any is an error naming it.
+    let files = image_files(paths).map_err(|e| match e.downcast::<UsageError>() {
+        Ok(UsageError(message)) => UsageError(format!("--background: {message}")).into(),
+        Err(e) => e,
+    })?;
     Ok(read_batch(ctx.model, &files, None)?.input)
 }
