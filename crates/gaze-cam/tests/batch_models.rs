@@ -3,10 +3,13 @@
 
 use std::path::PathBuf;
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{Device, Tensor};
 use gaze_cam::{Cam, CamConfig, CamMethod};
 use gaze_core::{Explainer, Target};
 use gaze_models::{Classifier, ModelKind};
+
+mod common;
+use common::{flat, rel_err};
 
 fn model(kind: ModelKind) -> Box<dyn Classifier> {
     let path: PathBuf =
@@ -14,20 +17,6 @@ fn model(kind: ModelKind) -> Box<dyn Classifier> {
             .iter()
             .collect();
     gaze_models::load(kind, Some(&path), &Device::Cpu).unwrap_or_else(|e| panic!("cannot load {}: {e}", path.display()))
-}
-
-fn values(t: &Tensor) -> Vec<f32> {
-    t.to_dtype(DType::F32).unwrap().flatten_all().unwrap().to_vec1().unwrap()
-}
-
-fn rel_err(got: &[f32], want: &[f32]) -> f32 {
-    let diff = got.iter().zip(want).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
-    let scale = want.iter().map(|v| v.abs()).fold(0.0, f32::max);
-    if scale == 0.0 {
-        diff
-    } else {
-        diff / scale
-    }
 }
 
 fn check(kind: ModelKind, layer: &str) {
@@ -47,9 +36,9 @@ fn check(kind: ModelKind, layer: &str) {
         let mut nonzero = 0;
         for (n, &k) in classes.iter().enumerate() {
             let one = cam.explain(model.as_ref(), &input.narrow(0, n, 1).unwrap(), &Target::classes([k])).unwrap();
-            let want = values(&one.values);
+            let want = flat(&one.values);
             nonzero += usize::from(want.iter().any(|v| *v != 0.0));
-            let err = rel_err(&values(&batch.values.narrow(0, n, 1).unwrap()), &want);
+            let err = rel_err(&flat(&batch.values.narrow(0, n, 1).unwrap()), &want);
             // Score-CAM and Ablation-CAM weigh channels by differences of logits of masked or
             // ablated copies, which run in chunks of other sizes in the two calls: the matrix
             // multiplies round differently, and the weights turn that into about 2e-4 on ResNet-50.
