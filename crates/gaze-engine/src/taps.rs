@@ -78,6 +78,13 @@ impl Taps {
         self.relu_mode
     }
 
+    /// Whether this call asks anything of `layer`'s output (a request, or recording every layer):
+    /// a model may fuse the op that makes an output nobody wants into the next one, provided it
+    /// still passes through [`Taps::tap`] under that name.
+    pub fn wants(&self, layer: &str) -> bool {
+        self.record_all || self.requests.contains_key(layer)
+    }
+
     /// The requested layer names, sorted.
     pub fn requested(&self) -> Vec<&str> {
         let mut names: Vec<&str> = self.requests.keys().map(String::as_str).collect();

@@ -7,6 +7,7 @@ use super::kernel::{copy_short, dispatch_float, fill_short, host_fallback, outpu
 use super::linear::same_dtype;
 use super::matmul::{matmul, matmul_serial, Mat};
 use super::pool::rank4;
+use super::relu::{positive, ReluBackward, ReluMode};
 use super::threads::{self, SharedOut};
 use crate::{Error, Result};
 
@@ -802,11 +803,80 @@ impl CustomOp3 for Conv2d {
         _res: &Tensor,
         grad: &Tensor,
     ) -> CResult<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let grad = grad.contiguous()?;
-        let dx = if x.track_op() { Some(grad.apply_op2_no_bwd(weight, &ConvBackward::Input(self.0))?) } else { None };
-        let dw = if weight.track_op() { Some(x.apply_op2_no_bwd(&grad, &ConvBackward::Weight(self.0))?) } else { None };
-        let db = if bias.track_op() { Some(grad.sum((0, 2, 3))?) } else { None };
-        Ok((dx, dw, db))
+        conv_backward(&self.0, x, weight, bias, grad)
+    }
+}
+
+/// The backward pass of a convolution for the output gradient `grad`: the input's gradient, and
+/// the weight's and bias's only when they are tracked.
+fn conv_backward(
+    g: &Geom,
+    x: &Tensor,
+    weight: &Tensor,
+    bias: &Tensor,
+    grad: &Tensor,
+) -> CResult<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+    let grad = grad.contiguous()?;
+    let dx = if x.track_op() { Some(grad.apply_op2_no_bwd(weight, &ConvBackward::Input(*g))?) } else { None };
+    let dw = if weight.track_op() { Some(x.apply_op2_no_bwd(&grad, &ConvBackward::Weight(*g))?) } else { None };
+    let db = if bias.track_op() { Some(grad.sum((0, 2, 3))?) } else { None };
+    Ok((dx, dw, db))
+}
+
+/// A convolution followed by a ReLU as one graph node: the forward pass applies `max(·, 0)` in
+/// place on the convolution's output, so the graph keeps one tensor where the two ops keep two,
+/// and the backward pass applies the ReLU's rule (by its output, which is positive where its
+/// input is) before the convolution's backward.
+struct Conv2dRelu(Geom, ReluMode);
+
+impl CustomOp3 for Conv2dRelu {
+    fn name(&self) -> &'static str {
+        "gaze-conv2d-relu"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> CResult<(CpuStorage, Shape)> {
+        fn run<T: Float>(
+            g: &Geom,
+            (s1, l1): (&CpuStorage, &Layout),
+            (s2, l2): (&CpuStorage, &Layout),
+            (s3, l3): (&CpuStorage, &Layout),
+        ) -> CResult<(CpuStorage, Shape)> {
+            let mut y = forward(g, slice::<T>(s1, l1)?, slice::<T>(s2, l2)?, slice::<T>(s3, l3)?)?;
+            let (p, len) = (g.plane().max(1), y.len());
+            threads::chunks_mut(&mut y, p, len, |_, plane| {
+                for v in plane.iter_mut() {
+                    *v = positive(*v);
+                }
+                Ok(())
+            })?;
+            output(y, (g.n, g.cout, g.oh, g.ow))
+        }
+        dispatch_float!("conv2d relu", s1, run(&self.0, (s1, l1), (s2, l2), (s3, l3)))
+    }
+
+    host_fallback!(op3);
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        weight: &Tensor,
+        bias: &Tensor,
+        res: &Tensor,
+        grad: &Tensor,
+    ) -> CResult<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        if !(x.track_op() || weight.track_op() || bias.track_op()) {
+            return Ok((None, None, None));
+        }
+        let grad = res.apply_op2_no_bwd(&grad.contiguous()?, &ReluBackward(self.1))?;
+        conv_backward(&self.0, x, weight, bias, &grad)
     }
 }
 
@@ -848,6 +918,37 @@ impl CustomOp2 for ConvBackward {
 /// The backward pass computes the input's gradient, and the weight's and bias's only when they
 /// are variables or results of tracked ops; a constant weight never gets a gradient.
 pub fn conv2d(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>, cfg: Conv2dConfig) -> Result<Tensor> {
+    let (geom, x, weight, bias) = operands(x, weight, bias, cfg)?;
+    Ok(x.apply_op3(&weight, &bias, Conv2d(geom))?)
+}
+
+/// [`conv2d`] then [`relu`](fn@super::relu) with the backward rule `mode`, as one graph node:
+/// `max(conv2d(x, weight, bias, cfg), 0)`.
+///
+/// The values and every gradient are those of the two ops in sequence (the ReLU's gradient is 0
+/// where the convolution's output is 0 or less, as PyTorch's), but the graph keeps only the ReLU's
+/// output, where the two ops keep the convolution's output too, and no pass over memory is
+/// spent on a separate ReLU.
+/// A model uses it where nothing asks for the convolution's own output.
+pub fn conv2d_relu(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+    cfg: Conv2dConfig,
+    mode: ReluMode,
+) -> Result<Tensor> {
+    let (geom, x, weight, bias) = operands(x, weight, bias, cfg)?;
+    Ok(x.apply_op3(&weight, &bias, Conv2dRelu(geom, mode))?)
+}
+
+/// Checks a convolution's operands and returns its geometry with the input, the weight and the
+/// bias (zeros when there is none), contiguous.
+fn operands(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+    cfg: Conv2dConfig,
+) -> Result<(Geom, Tensor, Tensor, Tensor)> {
     let geom = Geom::new(x.dims(), weight.dims(), cfg)?;
     let bias = match bias {
         Some(b) if b.dims() == [geom.cout] => b.contiguous()?,
@@ -861,7 +962,7 @@ pub fn conv2d(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>, cfg: Conv2dCon
         None => Tensor::zeros(geom.cout, x.dtype(), x.device())?,
     };
     same_dtype("conv2d", &[("input", x), ("weight", weight), ("bias", &bias)])?;
-    Ok(x.contiguous()?.apply_op3(&weight.contiguous()?, &bias, Conv2d(geom))?)
+    Ok((geom, x.contiguous()?, weight.contiguous()?, bias))
 }
 
 #[cfg(test)]

@@ -7,7 +7,8 @@
 //! groups on non-square inputs; and no op computes the gradient of a weight that is not a variable
 //! (a constant weight gets `None`, so the gradient store never holds it).
 //!
-//! The ops: [`conv2d`] (im2col and `gemm`, or direct loops for depthwise convolutions), [`linear`],
+//! The ops: [`conv2d`] (im2col and `gemm`, or direct loops for depthwise convolutions),
+//! [`conv2d_relu`] (a convolution and a ReLU fused into one graph node), [`linear`],
 //! [`max_pool2d`], [`avg_pool2d`], [`adaptive_avg_pool2d`], [`upsample_bilinear2d`], [`batch_norm`]
 //! (inference mode), [`relu`] with its guided and deconvnet rules, and [`softmax_last_dim`].
 //!
@@ -40,7 +41,7 @@ mod softmax;
 mod threads;
 mod upsample;
 
-pub use conv::{conv2d, Conv2dConfig};
+pub use conv::{conv2d, conv2d_relu, Conv2dConfig};
 pub use linear::linear;
 pub use norm::batch_norm;
 pub use pool::{adaptive_avg_pool2d, avg_pool2d, max_pool2d, Pool2dConfig};

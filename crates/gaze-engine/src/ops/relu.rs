@@ -28,7 +28,7 @@ impl CustomOp1 for Relu {
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> CResult<(CpuStorage, Shape)> {
         fn run<T: Float>(s: &CpuStorage, l: &Layout) -> CResult<(CpuStorage, Shape)> {
-            let y = map(slice::<T>(s, l)?, |v| if v > T::ZERO { v } else { T::ZERO })?;
+            let y = map(slice::<T>(s, l)?, positive)?;
             output(y, l.shape().clone())
         }
         dispatch_float!("relu", s, run(s, l))
@@ -45,8 +45,21 @@ impl CustomOp1 for Relu {
     }
 }
 
+/// `max(v, 0)`, with 0 for a NaN: the forward rule of every ReLU mode.
+#[inline]
+pub(super) fn positive<T: Float>(v: T) -> T {
+    if v > T::ZERO {
+        v
+    } else {
+        T::ZERO
+    }
+}
+
 /// The gradient of [`Relu`]: `(x, g) ↦ dx` by the rule of the mode, in one pass over both.
-struct ReluBackward(ReluMode);
+///
+/// `x` may be the ReLU's input or its output: both are positive at the same places, and the rule
+/// reads nothing else of `x` (the fused convolution and ReLU passes its output).
+pub(super) struct ReluBackward(pub(super) ReluMode);
 
 impl CustomOp2 for ReluBackward {
     fn name(&self) -> &'static str {

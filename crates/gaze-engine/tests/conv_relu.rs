@@ -1,0 +1,159 @@
+//! The fused convolution and ReLU against the two ops in sequence, in every ReLU mode, and against
+//! central finite differences.
+
+mod common;
+
+use candle_core::{DType, Tensor, Var};
+use common::{check_gradients, constant, random, values, var};
+use gaze_engine::ops::{conv2d, conv2d_relu, relu, Conv2dConfig, ReluMode};
+
+const MODES: [ReluMode; 3] = [ReluMode::Normal, ReluMode::Guided, ReluMode::Deconvnet];
+
+/// Odd convolutions on batches of 3 non-square images: a label, the input shape, the weight shape
+/// and the configuration.
+fn cases() -> Vec<(&'static str, [usize; 4], [usize; 4], Conv2dConfig)> {
+    let c = Conv2dConfig::default();
+    vec![
+        ("3x3 padding 1", [3, 4, 9, 7], [5, 4, 3, 3], c.padding(1)),
+        ("stride 2 padding 1", [3, 4, 10, 7], [5, 4, 3, 3], c.stride(2).padding(1)),
+        (
+            "3x2 kernel stride (2, 3) dilation 2",
+            [3, 4, 11, 9],
+            [4, 4, 3, 2],
+            c.stride_hw((2, 3)).padding_hw((1, 2)).dilation(2),
+        ),
+        ("groups 2 stride 2", [3, 4, 9, 7], [6, 2, 3, 3], c.groups(2).stride(2).padding(1)),
+        ("depthwise padding 1", [3, 4, 9, 7], [4, 1, 3, 3], c.groups(4).padding(1)),
+        ("depthwise stride 2", [3, 4, 9, 7], [8, 1, 3, 3], c.groups(4).stride(2).padding(1)),
+        ("pointwise 1x1", [3, 6, 5, 7], [5, 6, 1, 1], c),
+    ]
+}
+
+/// A weight of `shape` whose output channel 1 is all zeros, so that with a zero bias there the
+/// convolution's output is exactly 0 on a whole channel: the rules at 0 are exercised.
+fn weight_with_a_zero_channel(shape: [usize; 4], seed: u64) -> Var {
+    let w = random(&shape, seed);
+    let mask: Vec<f64> = (0..shape[0]).map(|c| if c == 1 { 0.0 } else { 1.0 }).collect();
+    let mask = Tensor::from_vec(mask, (shape[0], 1, 1, 1), w.device()).unwrap();
+    Var::from_tensor(&w.broadcast_mul(&mask).unwrap()).unwrap()
+}
+
+fn bias_with_a_zero(len: usize, seed: u64) -> Var {
+    let b = values(&random(&[len], seed));
+    let b: Vec<f64> = b.iter().enumerate().map(|(c, v)| if c == 1 { 0.0 } else { *v }).collect();
+    Var::from_tensor(&Tensor::new(b, &candle_core::Device::Cpu).unwrap()).unwrap()
+}
+
+/// The output and the gradients of `Σ y ⊙ r` with respect to `x`, `w` and `b`.
+fn run(
+    f: impl Fn(&Tensor, &Tensor, &Tensor) -> gaze_engine::Result<Tensor>,
+    (x, w, b): (&Var, &Var, &Var),
+    r: &Tensor,
+) -> Vec<Vec<f64>> {
+    let y = f(x.as_tensor(), w.as_tensor(), b.as_tensor()).unwrap();
+    let grads = (&y * r).unwrap().sum_all().unwrap().backward().unwrap();
+    let mut out = vec![values(&y)];
+    for v in [x, w, b] {
+        out.push(values(grads.get(v.as_tensor()).expect("a gradient for every variable")));
+    }
+    out
+}
+
+#[test]
+fn fused_equals_conv2d_then_relu_in_every_mode_bit_for_bit() {
+    for (i, (label, xs, ws, cfg)) in cases().into_iter().enumerate() {
+        let seed = 300 + 10 * i as u64;
+        let x = var(&xs, seed);
+        let w = weight_with_a_zero_channel(ws, seed + 1);
+        let b = bias_with_a_zero(ws[0], seed + 2);
+        let probe = conv2d(x.as_tensor(), w.as_tensor(), Some(b.as_tensor()), cfg).unwrap();
+        let r = random(probe.dims(), seed + 3);
+        let y = values(&probe);
+        assert!(y.contains(&0.0), "{label}: the zero channel gives outputs of exactly 0");
+        assert!(y.iter().any(|v| *v < 0.0) && y.iter().any(|v| *v > 0.0), "{label}: outputs of both signs");
+        for mode in MODES {
+            let fused = run(|x, w, b| conv2d_relu(x, w, Some(b), cfg, mode), (&x, &w, &b), &r);
+            let unfused = run(|x, w, b| relu(&conv2d(x, w, Some(b), cfg)?, mode), (&x, &w, &b), &r);
+            for (what, a, e) in ["y", "dx", "dw", "db"].iter().zip(&fused).zip(&unfused).map(|((w, a), e)| (w, a, e)) {
+                assert_eq!(a, e, "{label} {mode:?}: {what}");
+            }
+        }
+    }
+}
+
+#[test]
+fn fused_equals_conv2d_then_relu_in_f32() {
+    let cfg = Conv2dConfig::default().stride(2).padding(1);
+    let x = Var::from_tensor(&random(&[3, 4, 10, 7], 401).to_dtype(DType::F32).unwrap()).unwrap();
+    let w = random(&[5, 4, 3, 3], 402).to_dtype(DType::F32).unwrap();
+    let b = random(&[5], 403).to_dtype(DType::F32).unwrap();
+    let r = random(&[3, 5, 5, 4], 404).to_dtype(DType::F32).unwrap();
+    for mode in MODES {
+        let grad = |y: Tensor| {
+            let g = (&y * &r).unwrap().sum_all().unwrap().backward().unwrap();
+            (values(&y), values(g.get(x.as_tensor()).unwrap()))
+        };
+        let fused = grad(conv2d_relu(x.as_tensor(), &w, Some(&b), cfg, mode).unwrap());
+        let unfused = grad(relu(&conv2d(x.as_tensor(), &w, Some(&b), cfg).unwrap(), mode).unwrap());
+        assert_eq!(fused, unfused, "{mode:?}");
+    }
+}
+
+#[test]
+fn fused_gradients_match_finite_differences() {
+    for (i, (label, xs, ws, cfg)) in cases().into_iter().enumerate() {
+        let seed = 500 + 10 * i as u64;
+        // Two images, so that every input stays within the check's size.
+        let x = var(&[2, xs[1], xs[2], xs[3]], seed);
+        let w = var(&ws, seed + 1);
+        let b = var(&[ws[0]], seed + 2);
+        check_gradients(
+            &format!("conv2d_relu {label}"),
+            &[("x", &x), ("weight", &w), ("bias", &b)],
+            || conv2d_relu(&x, &w, Some(&b), cfg, ReluMode::Normal),
+            seed + 3,
+        );
+    }
+}
+
+#[test]
+fn fused_with_constant_weights_stores_only_the_input_gradient() {
+    let cfg = Conv2dConfig::default().padding(1);
+    let x = var(&[3, 4, 9, 7], 601);
+    let (w, b) = (var(&[5, 4, 3, 3], 602), var(&[5], 603));
+    let (wc, bc) = (constant(&w), constant(&b));
+    for mode in MODES {
+        let y = conv2d_relu(&x, &wc, Some(&bc), cfg, mode).unwrap();
+        let grads = y.sum_all().unwrap().backward().unwrap();
+        assert!(grads.get(x.as_tensor()).is_some(), "{mode:?}");
+        assert!(grads.get(&wc).is_none() && grads.get(&bc).is_none(), "{mode:?}");
+    }
+    // Nothing tracked: no gradient at all, and no error.
+    let y = conv2d_relu(&constant(&x), &wc, None, cfg, ReluMode::Normal).unwrap();
+    assert!(y.sum_all().unwrap().backward().is_ok());
+}
+
+#[test]
+fn fused_on_a_batch_equals_each_image() {
+    let cfg = Conv2dConfig::default().stride(2).padding(1).groups(2);
+    let x = random(&[3, 4, 9, 7], 701);
+    let (w, b) = (random(&[6, 2, 3, 3], 702), random(&[6], 703));
+    for mode in MODES {
+        let batch = values(&conv2d_relu(&x, &w, Some(&b), cfg, mode).unwrap());
+        let one_by_one: Vec<f64> = (0..3)
+            .flat_map(|i| values(&conv2d_relu(&x.narrow(0, i, 1).unwrap(), &w, Some(&b), cfg, mode).unwrap()))
+            .collect();
+        assert_eq!(batch, one_by_one, "{mode:?}");
+    }
+}
+
+#[test]
+fn fused_rejects_what_conv2d_rejects() {
+    let x = random(&[2, 4, 9, 7], 801);
+    let w = random(&[5, 4, 3, 3], 802);
+    let e = conv2d_relu(&x, &w, Some(&random(&[4], 803)), Conv2dConfig::default(), ReluMode::Normal)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("bias") && e.contains("[5]"), "{e}");
+    assert!(conv2d_relu(&x, &w, None, Conv2dConfig::default().groups(3), ReluMode::Guided).is_err());
+}
