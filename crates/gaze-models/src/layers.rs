@@ -41,6 +41,15 @@ impl Conv {
     pub fn forward_unpadded(&self, x: &Tensor) -> Result<Tensor> {
         ops::conv2d(x, &self.w, self.b.as_ref(), Conv2dConfig { padding: (0, 0), ..self.cfg })
     }
+
+    /// The convolution (without its padding when `padded` is false, as
+    /// [`forward_unpadded`](Conv::forward_unpadded)) and then a ReLU with the backward rule `mode`,
+    /// as one fused op ([`ops::conv2d_relu`]): for a model whose convolution's own output nobody
+    /// asks for.
+    pub fn forward_relu(&self, x: &Tensor, mode: ops::ReluMode, padded: bool) -> Result<Tensor> {
+        let cfg = if padded { self.cfg } else { Conv2dConfig { padding: (0, 0), ..self.cfg } };
+        ops::conv2d_relu(x, &self.w, self.b.as_ref(), cfg, mode)
+    }
 }
 
 /// A convolution's geometry: `stride`, `padding` and `groups`, square in both directions.

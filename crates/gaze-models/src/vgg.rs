@@ -275,10 +275,26 @@ impl Vgg16 {
         torchvision_preprocess(self.config.input_size)
     }
 
+    /// Runs the stages from `from` on, passing each output through its tap.
+    ///
+    /// A convolution followed by a ReLU runs as one fused op ([`ops::conv2d_relu`]) when the call
+    /// asks nothing of the convolution's own output: the graph then keeps one tensor for the pair,
+    /// not two.
+    /// Both names still pass through [`Taps::tap`] in order (the convolution's with the ReLU's
+    /// output, which no request reads), so the listing of layers is unchanged.
     fn run(&self, from: usize, mut x: Tensor, taps: &mut Taps) -> Result<Tensor> {
-        for (name, stage) in &self.stages[from..] {
+        let stages = &self.stages[from..];
+        // Whether the previous stage was a convolution fused with this ReLU.
+        let mut fused = false;
+        for (i, (name, stage)) in stages.iter().enumerate() {
+            let relu_next = matches!(stages.get(i + 1), Some((_, Stage::Relu)));
             x = match stage {
+                Stage::Conv(conv) if relu_next && !taps.wants(name) => {
+                    fused = true;
+                    conv.forward_relu(&x, taps.relu_mode(), true)?
+                }
                 Stage::Conv(conv) => conv.forward(&x)?,
+                Stage::Relu if std::mem::take(&mut fused) => x,
                 Stage::Relu => taps.relu(&x)?,
                 Stage::MaxPool => ops::max_pool2d(&x, Pool2dConfig::new(2, 2))?,
                 Stage::Dropout => x,
@@ -414,10 +430,7 @@ impl Vgg16 {
             expected: format!("a stage index below {}", self.trunk().count()),
         })?;
         match stage {
-            Stage::Conv(conv) => {
-                let y = if padded { conv.forward(x)? } else { conv.forward_unpadded(x)? };
-                ops::relu(&y, ops::ReluMode::Normal)
-            }
+            Stage::Conv(conv) => conv.forward_relu(x, ops::ReluMode::Normal, padded),
             _ => ops::max_pool2d(x, Pool2dConfig::new(2, 2)),
         }
     }
