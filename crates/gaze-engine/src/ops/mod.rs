@@ -10,7 +10,8 @@
 //! The ops: [`conv2d`] (im2col and `gemm`, or direct loops for depthwise convolutions),
 //! [`conv2d_relu`] (a convolution and a ReLU fused into one graph node), [`linear`],
 //! [`max_pool2d`], [`avg_pool2d`], [`adaptive_avg_pool2d`], [`upsample_bilinear2d`], [`batch_norm`]
-//! (inference mode), [`relu`] with its guided and deconvnet rules, and [`softmax_last_dim`].
+//! (inference mode), [`relu`] with its guided and deconvnet rules, [`batch_norm_relu`] and
+//! [`add_relu`] (a batch normalisation or a sum fused with its ReLU), and [`softmax_last_dim`].
 //!
 //! Kernels run on the host for `f32` and `f64` (the finite-difference tests run in `f64`). On other
 //! devices the op copies its operands to the host and the result back: correct everywhere, fast on
@@ -43,9 +44,9 @@ mod upsample;
 
 pub use conv::{conv2d, conv2d_relu, Conv2dConfig};
 pub use linear::linear;
-pub use norm::batch_norm;
+pub use norm::{batch_norm, batch_norm_relu};
 pub use pool::{adaptive_avg_pool2d, avg_pool2d, max_pool2d, Pool2dConfig};
-pub use relu::{relu, ReluMode};
+pub use relu::{add_relu, relu, ReluMode};
 pub use softmax::softmax_last_dim;
 pub use threads::{num_threads, set_num_threads, tune_process, NUM_THREADS_VAR};
 pub use upsample::upsample_bilinear2d;

@@ -1,10 +1,11 @@
 //! Inference-mode batch normalisation as one per-channel affine op, so that constant parameters
-//! never get a gradient.
+//! never get a gradient, alone or fused with the ReLU that follows it.
 
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result as CResult, Shape, Tensor};
 
 use super::kernel::{dispatch_float, host_fallback, output, slice, Float};
 use super::linear::same_dtype;
+use super::relu::{positive, ReluBackward, ReluMode};
 use super::threads;
 use crate::{Error, Result};
 
@@ -64,17 +65,82 @@ impl CustomOp3 for ChannelAffine {
         _res: &Tensor,
         grad: &Tensor,
     ) -> CResult<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let grad = grad.contiguous()?;
-        let dx = if x.track_op() { Some(grad.apply_op2_no_bwd(scale, &AffineBackward::Input(self.0))?) } else { None };
-        let dscale =
-            if scale.track_op() { Some(grad.apply_op2_no_bwd(x, &AffineBackward::Scale(self.0))?) } else { None };
-        let dshift = if shift.track_op() {
-            let d = self.0;
-            Some(grad.reshape((d.n, d.c, d.s))?.sum((0, 2))?)
-        } else {
-            None
-        };
-        Ok((dx, dscale, dshift))
+        affine_backward(self.0, x, scale, shift, grad)
+    }
+}
+
+/// The backward pass of a channel affine for the output gradient `grad`: the gradient of each
+/// operand that is tracked.
+fn affine_backward(
+    d: Dims,
+    x: &Tensor,
+    scale: &Tensor,
+    shift: &Tensor,
+    grad: &Tensor,
+) -> CResult<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+    let grad = grad.contiguous()?;
+    let dx = if x.track_op() { Some(grad.apply_op2_no_bwd(scale, &AffineBackward::Input(d))?) } else { None };
+    let dscale = if scale.track_op() { Some(grad.apply_op2_no_bwd(x, &AffineBackward::Scale(d))?) } else { None };
+    let dshift = if shift.track_op() { Some(grad.reshape((d.n, d.c, d.s))?.sum((0, 2))?) } else { None };
+    Ok((dx, dscale, dshift))
+}
+
+/// A channel affine followed by a ReLU as one graph node: the forward pass applies `max(·, 0)` to
+/// each affine value as it is written, so the graph keeps one tensor where the two ops keep two,
+/// and the backward pass applies the ReLU's rule (by its output, which is positive where its
+/// input is) before the affine's backward.
+struct ChannelAffineRelu(Dims, ReluMode);
+
+impl CustomOp3 for ChannelAffineRelu {
+    fn name(&self) -> &'static str {
+        "gaze-channel-affine-relu"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> CResult<(CpuStorage, Shape)> {
+        fn run<T: Float>(
+            d: Dims,
+            (s1, l1): (&CpuStorage, &Layout),
+            (s2, l2): (&CpuStorage, &Layout),
+            (s3, l3): (&CpuStorage, &Layout),
+        ) -> CResult<(CpuStorage, Shape)> {
+            let x = slice::<T>(s1, l1)?;
+            let scale = slice::<T>(s2, l2)?;
+            let shift = slice::<T>(s3, l3)?;
+            let y = threads::collect(x.len(), d.s, x.len(), |i, yp| {
+                let (a, b) = (scale[i % d.c], shift[i % d.c]);
+                for (v, &u) in yp.iter_mut().zip(&x[i * d.s..]) {
+                    v.write(positive(u * a + b));
+                }
+                Ok(())
+            })?;
+            output(y, l1.shape().clone())
+        }
+        dispatch_float!("batch_norm relu", s1, run(self.0, (s1, l1), (s2, l2), (s3, l3)))
+    }
+
+    host_fallback!(op3);
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        scale: &Tensor,
+        shift: &Tensor,
+        res: &Tensor,
+        grad: &Tensor,
+    ) -> CResult<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        if !(x.track_op() || scale.track_op() || shift.track_op()) {
+            return Ok((None, None, None));
+        }
+        let grad = res.apply_op2_no_bwd(&grad.contiguous()?, &ReluBackward(self.1))?;
+        affine_backward(self.0, x, scale, shift, &grad)
     }
 }
 
@@ -146,6 +212,40 @@ pub fn batch_norm(
     running_var: &Tensor,
     eps: f64,
 ) -> Result<Tensor> {
+    let (d, x, alpha, beta) = affine_operands(x, weight, bias, running_mean, running_var, eps)?;
+    Ok(x.apply_op3(&alpha, &beta, ChannelAffine(d))?)
+}
+
+/// [`batch_norm`] then [`relu`](fn@super::relu) with the backward rule `mode`, as one graph node:
+/// `max(batch_norm(x, …), 0)`.
+///
+/// The values and every gradient are those of the two ops in sequence (the ReLU's gradient is 0
+/// where the normalised value is 0 or less, as PyTorch's), but the graph keeps only the ReLU's
+/// output, where the two ops keep the normalised tensor too.
+/// A model uses it where nothing asks for the batch normalisation's own output.
+pub fn batch_norm_relu(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: &Tensor,
+    running_mean: &Tensor,
+    running_var: &Tensor,
+    eps: f64,
+    mode: ReluMode,
+) -> Result<Tensor> {
+    let (d, x, alpha, beta) = affine_operands(x, weight, bias, running_mean, running_var, eps)?;
+    Ok(x.apply_op3(&alpha, &beta, ChannelAffineRelu(d, mode))?)
+}
+
+/// Checks batch normalisation's operands and returns the dimensions with the input, the scale
+/// `α = weight / √(var + eps)` and the shift `β = bias − mean · α`, contiguous.
+fn affine_operands(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: &Tensor,
+    running_mean: &Tensor,
+    running_var: &Tensor,
+    eps: f64,
+) -> Result<(Dims, Tensor, Tensor, Tensor)> {
     let dims = x.dims();
     if dims.len() < 2 {
         return Err(Error::Shape {
@@ -186,5 +286,5 @@ pub fn batch_norm(
     )?;
     let alpha = ((running_var + eps)?.sqrt()?.recip()? * weight)?;
     let beta = (bias - (running_mean * &alpha)?)?;
-    Ok(x.contiguous()?.apply_op3(&alpha.contiguous()?, &beta.contiguous()?, ChannelAffine(Dims { n, c, s }))?)
+    Ok((Dims { n, c, s }, x.contiguous()?, alpha.contiguous()?, beta.contiguous()?))
 }

@@ -1,7 +1,8 @@
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result as CResult, Shape, Tensor};
 
 use super::kernel::{dispatch_float, host_fallback, map, output, slice, zip_map, Float};
-use crate::Result;
+use super::linear::same_dtype;
+use crate::{Error, Result};
 
 /// The backward rule of a ReLU.
 ///
@@ -90,4 +91,55 @@ impl CustomOp2 for ReluBackward {
 /// `max(x, 0)` with the backward rule of `mode`.
 pub fn relu(x: &Tensor, mode: ReluMode) -> Result<Tensor> {
     Ok(x.contiguous()?.apply_op1(Relu(mode))?)
+}
+
+/// A sum of two tensors of one shape followed by a ReLU as one graph node: the graph keeps the
+/// ReLU's output only, where the two ops keep the sum too, and the backward pass applies the
+/// ReLU's rule (by its output) and hands that gradient to both terms, as a sum's backward does.
+struct AddRelu(ReluMode);
+
+impl CustomOp2 for AddRelu {
+    fn name(&self) -> &'static str {
+        "gaze-add-relu"
+    }
+
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> CResult<(CpuStorage, Shape)> {
+        fn run<T: Float>(
+            (s1, l1): (&CpuStorage, &Layout),
+            (s2, l2): (&CpuStorage, &Layout),
+        ) -> CResult<(CpuStorage, Shape)> {
+            let y = zip_map(slice::<T>(s1, l1)?, slice::<T>(s2, l2)?, |a, b| positive(a + b))?;
+            output(y, l1.shape().clone())
+        }
+        dispatch_float!("add relu", s1, run((s1, l1), (s2, l2)))
+    }
+
+    host_fallback!(op2);
+
+    fn bwd(&self, a: &Tensor, b: &Tensor, res: &Tensor, grad: &Tensor) -> CResult<(Option<Tensor>, Option<Tensor>)> {
+        if !(a.track_op() || b.track_op()) {
+            return Ok((None, None));
+        }
+        let grad = res.apply_op2_no_bwd(&grad.contiguous()?, &ReluBackward(self.0))?;
+        let da = if a.track_op() { Some(grad.clone()) } else { None };
+        let db = if b.track_op() { Some(grad) } else { None };
+        Ok((da, db))
+    }
+}
+
+/// `max(a + b, 0)` for two tensors of one shape, with the backward rule `mode`, as one graph node.
+///
+/// The values and gradients are those of `a + b` then [`relu`](fn@relu), but the graph keeps only
+/// the ReLU's output, where the two ops keep the sum too.
+/// A residual network uses it for a block's sum and ReLU where nothing asks for the sum.
+pub fn add_relu(a: &Tensor, b: &Tensor, mode: ReluMode) -> Result<Tensor> {
+    if a.dims() != b.dims() {
+        return Err(Error::Shape {
+            what: "add_relu second operand".into(),
+            expected: format!("{:?}, the shape of the first", a.dims()),
+            got: b.dims().to_vec(),
+        });
+    }
+    same_dtype("add_relu", &[("first operand", a), ("second operand", b)])?;
+    Ok(a.contiguous()?.apply_op2(&b.contiguous()?, AddRelu(mode))?)
 }
