@@ -3,25 +3,13 @@
 //! unusual (grayscale, RGBA, 16-bit) must be converted, not rejected.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
+use std::process::Command;
 
 use candle_core::{DType, Device, Tensor};
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn gaze(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_gaze")).args(args).current_dir(repo()).output().expect("gaze runs")
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("gaze-bad-inputs-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
+mod common;
+use common::{gaze, repo, scratch};
 
 fn xception_weights() -> HashMap<String, Tensor> {
     candle_core::safetensors::load(repo().join("fixtures/models/xception.safetensors"), &Device::Cpu).unwrap()

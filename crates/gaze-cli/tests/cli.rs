@@ -1,23 +1,7 @@
 //! The command line as scripts use it: outputs, JSON shapes, errors and exit codes.
 
-use std::path::PathBuf;
-use std::process::{Command, Output};
-
-fn gaze(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_gaze")).args(args).current_dir(repo()).output().expect("gaze runs")
-}
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
+mod common;
+use common::{gaze, repo, scratch, stderr, stdout};
 
 #[test]
 fn layers_lists_every_tap_with_its_shape() {
@@ -63,7 +47,7 @@ fn predict_gives_the_top_classes_of_each_image() {
 #[test]
 fn predict_reads_a_folder_in_chunks_with_the_same_results_as_its_files() {
     // 40 images (more than one chunk of 32) copied from the sample photos, in name order.
-    let dir = tempdir("predict-folder");
+    let dir = scratch("predict-folder");
     let sources = ["chelsea.png", "coffee.png", "astronaut.png", "rocket.jpg"];
     let mut files = Vec::new();
     for i in 0..40 {
@@ -100,7 +84,7 @@ fn predict_reads_a_folder_in_chunks_with_the_same_results_as_its_files() {
 
 #[test]
 fn predict_reads_a_tensor_file() {
-    let dir = tempdir("tensor-input");
+    let dir = scratch("tensor-input");
     let file = dir.join("batch.safetensors");
     let input = candle_core::Tensor::zeros((2, 3, 64, 64), candle_core::DType::F32, &candle_core::Device::Cpu).unwrap();
     candle_core::safetensors::save(&std::collections::HashMap::from([("input".to_string(), input)]), &file).unwrap();
@@ -131,7 +115,7 @@ fn bad_input_gets_a_clear_error_and_exit_code_2() {
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("no/such/image.png"), "{}", stderr(&o));
 
-    let dir = tempdir("bad-image");
+    let dir = scratch("bad-image");
     let fake = dir.join("fake.png");
     std::fs::write(&fake, b"this is not a picture").unwrap();
     let o = gaze(&["predict", fake.to_str().unwrap()]);
@@ -145,10 +129,4 @@ fn bad_input_gets_a_clear_error_and_exit_code_2() {
     let o = gaze(&["layers", "--weights", fake.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("not a readable safetensors file"), "{}", stderr(&o));
-}
-
-fn tempdir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("gaze-cli-test-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }

@@ -1,25 +1,7 @@
 //! `gaze demo`: the page, its pictures and its leaderboard, written with no input files.
 
-use std::path::PathBuf;
-use std::process::{Command, Output};
-
-fn gaze(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_gaze")).args(args).current_dir(repo()).output().expect("gaze runs")
-}
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn outdir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("gaze-demo-test-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
+mod common;
+use common::{gaze, outdir, text};
 
 /// Every `src="..."` of the page.
 fn sources(html: &str) -> Vec<String> {

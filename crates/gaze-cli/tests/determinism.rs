@@ -3,9 +3,8 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+mod common;
+use common::repo;
 
 fn run(method: &str, out: &PathBuf) {
     let o = Command::new(env!("CARGO_BIN_EXE_gaze"))

@@ -1,19 +1,7 @@
 //! `gaze eval`: the leaderboard table, its JSON and its baselines, on a small sample.
 
-use std::path::PathBuf;
-use std::process::{Command, Output};
-
-fn gaze(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_gaze")).args(args).current_dir(repo()).output().expect("gaze runs")
-}
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
+mod common;
+use common::{gaze, text};
 
 #[test]
 fn gradcam_beats_the_random_map_on_the_pointing_game() {

@@ -1,25 +1,9 @@
 //! `gaze explain` as scripts use it: files, the raw safetensors, the JSON summary, errors.
 
 use std::path::PathBuf;
-use std::process::{Command, Output};
 
-fn gaze(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_gaze")).args(args).current_dir(repo()).output().expect("gaze runs")
-}
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn outdir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("gaze-explain-test-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
+mod common;
+use common::{gaze, outdir, stderr};
 
 #[test]
 fn gradcam_writes_pictures_raw_maps_and_a_summary() {

@@ -1,19 +1,8 @@
 //! `gaze explain` for the sampled, perturbation and activation methods: each writes its pictures
 //! and its raw maps in the contract's shape.
 
-use std::path::PathBuf;
-use std::process::{Command, Output};
-
-fn gaze(args: &[&str]) -> Output {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-    Command::new(env!("CARGO_BIN_EXE_gaze")).args(args).current_dir(root).output().expect("gaze runs")
-}
-
-fn outdir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("gaze-families-test-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
+mod common;
+use common::{gaze, outdir};
 
 #[test]
 fn every_family_writes_pictures_and_raw_maps_of_the_contract_shape() {

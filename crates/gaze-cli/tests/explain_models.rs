@@ -1,21 +1,9 @@
 //! `gaze explain` on the fixture checkpoints of the ImageNet architectures, with Keras layer names.
 
-use std::path::PathBuf;
-use std::process::{Command, Output};
-
 use candle_core::Device;
 
-fn gaze(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_gaze")).args(args).current_dir(repo()).output().expect("gaze runs")
-}
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
+mod common;
+use common::{gaze, stderr};
 
 /// The shape `gaze layers --json` reports for `layer`.
 fn layer_shape(model: &str, weights: &str, layer: &str) -> Vec<usize> {

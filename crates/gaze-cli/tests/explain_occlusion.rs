@@ -2,15 +2,14 @@
 //! describes its spatial stages (VGG16), with the same raw maps as the full re-computation that
 //! `GAZE_OCCLUSION_INCREMENTAL=0` forces.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use candle_core::{DType, Device, Tensor};
 use gaze_core::numeric::rel_max_abs_err;
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+mod common;
+use common::repo;
 
 /// Runs occlusion on the VGG16 fixture with `extra` options and the incremental path allowed or
 /// not; returns the raw attribution and the `incremental` option recorded in the file's metadata.

@@ -6,9 +6,8 @@ use std::process::{Command, Output};
 
 use candle_core::{Device, Tensor};
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+mod common;
+use common::{repo, scratch, stderr};
 
 /// Runs `gaze` with `HF_HOME` set to `hf_home` (and no other cache variable), offline.
 fn gaze(args: &[&str], hf_home: &Path) -> Output {
@@ -18,17 +17,6 @@ fn gaze(args: &[&str], hf_home: &Path) -> Output {
         cmd.env_remove(var);
     }
     cmd.output().expect("gaze runs")
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("gaze-predict-{name}-{}", std::process::id()));
-    std::fs::remove_dir_all(&dir).ok();
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 /// The logits `gaze predict --json --logits` printed, one row per image.
