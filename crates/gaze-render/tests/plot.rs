@@ -43,7 +43,7 @@ fn markers_sit_where_the_axes_put_them() {
     let s = series("a", &[(1.0, 1.0), (2.0, 0.5), (8.0, 0.0)], RED, false);
     let img = line_chart(&chart(vec![s], XScale::Log2)).unwrap();
     assert_eq!(img.dimensions(), (720, 440));
-    let x_at = |x: f64| LEFT + (x as f64).log2() / 3.0 * (RIGHT - LEFT);
+    let x_at = |x: f64| LEFT + x.log2() / 3.0 * (RIGHT - LEFT);
     let y_at = |y: f64| BOTTOM - y * (BOTTOM - TOP);
     for (x, y) in [(1.0, 1.0), (2.0, 0.5), (8.0, 0.0)] {
         assert!(hits(&img, (x_at(x), y_at(y)), 2, RED) >= 9, "no marker at ({x}, {y})");
