@@ -84,6 +84,12 @@ impl BatchNorm {
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         ops::batch_norm(x, &self.weight, &self.bias, &self.mean, &self.var, BN_EPS)
     }
+
+    /// The batch norm and then a ReLU with the backward rule `mode`, as one fused op
+    /// ([`ops::batch_norm_relu`]): for a model whose batch norm's own output nobody asks for.
+    pub fn forward_relu(&self, x: &Tensor, mode: ops::ReluMode) -> Result<Tensor> {
+        ops::batch_norm_relu(x, &self.weight, &self.bias, &self.mean, &self.var, BN_EPS, mode)
+    }
 }
 
 /// A fully connected layer with PyTorch's `[out, in]` weight and a bias.

@@ -218,14 +218,19 @@ impl Bottleneck {
     }
 
     /// The block before its output tap: the residual sum after the last ReLU.
+    ///
+    /// A batch norm and the ReLU after it run as one fused op ([`ops::batch_norm_relu`]) when the
+    /// call asks nothing of the batch norm's own output, and the residual sum and the last ReLU
+    /// always do ([`ops::add_relu`]: the sum has no tap), so the graph keeps one tensor for each
+    /// pair, not two.
+    /// Every name still passes through [`Taps::tap`] in order (a fused batch norm's with the ReLU's
+    /// output, which no request reads), so the listing of layers is unchanged.
     fn forward(&self, x: &Tensor, taps: &mut Taps) -> Result<Tensor> {
         let n = &self.names;
         let y = taps.tap(&n.conv1, self.conv1.forward(x)?)?;
-        let y = taps.tap(&n.bn1, self.bn1.forward(&y)?)?;
-        let y = taps.tap(&n.act1, taps.relu(&y)?)?;
+        let y = bn_relu(taps, &n.bn1, &n.act1, &self.bn1, &y)?;
         let y = taps.tap(&n.conv2, self.conv2.forward(&y)?)?;
-        let y = taps.tap(&n.bn2, self.bn2.forward(&y)?)?;
-        let y = taps.tap(&n.act2, taps.relu(&y)?)?;
+        let y = bn_relu(taps, &n.bn2, &n.act2, &self.bn2, &y)?;
         let y = taps.tap(&n.conv3, self.conv3.forward(&y)?)?;
         let y = taps.tap(&n.bn3, self.bn3.forward(&y)?)?;
         let identity = match &self.downsample {
@@ -235,7 +240,19 @@ impl Bottleneck {
             }
             None => x.clone(),
         };
-        taps.relu(&(y + identity)?)
+        ops::add_relu(&y, &identity, taps.relu_mode())
+    }
+}
+
+/// The batch norm `bn` tapped as `bn_name`, then the ReLU tapped as `relu_name`: fused into one op
+/// when the call asks nothing of the batch norm's output.
+fn bn_relu(taps: &mut Taps, bn_name: &str, relu_name: &str, bn: &BatchNorm, x: &Tensor) -> Result<Tensor> {
+    if taps.wants(bn_name) {
+        let y = taps.tap(bn_name, bn.forward(x)?)?;
+        taps.tap(relu_name, taps.relu(&y)?)
+    } else {
+        let y = taps.tap(bn_name, bn.forward_relu(x, taps.relu_mode())?)?;
+        taps.tap(relu_name, y)
     }
 }
 
@@ -323,11 +340,24 @@ impl ResNet {
         torchvision_preprocess(self.config.input_size)
     }
 
+    /// Runs the steps from `from` on, passing each output through its tap.
+    ///
+    /// The stem's batch norm and ReLU run as one fused op ([`ops::batch_norm_relu`]) when the call
+    /// asks nothing of the batch norm's output; both names still pass through [`Taps::tap`].
     fn run(&self, from: usize, mut x: Tensor, taps: &mut Taps) -> Result<Tensor> {
-        for (name, step) in &self.steps[from..] {
+        let steps = &self.steps[from..];
+        // Whether the previous step was a batch norm fused with this ReLU.
+        let mut fused = false;
+        for (i, (name, step)) in steps.iter().enumerate() {
+            let relu_next = matches!(steps.get(i + 1), Some((_, Step::Relu)));
             x = match step {
                 Step::Conv(conv) => conv.forward(&x)?,
+                Step::BatchNorm(bn) if relu_next && !taps.wants(name) => {
+                    fused = true;
+                    bn.forward_relu(&x, taps.relu_mode())?
+                }
                 Step::BatchNorm(bn) => bn.forward(&x)?,
+                Step::Relu if std::mem::take(&mut fused) => x,
                 Step::Relu => taps.relu(&x)?,
                 Step::MaxPool => ops::max_pool2d(&x, Pool2dConfig::new(3, 2).padding(1))?,
                 Step::Block(block) => block.forward(&x, taps)?,
@@ -447,10 +477,10 @@ impl ResNet {
         }
         let x = &inputs[0];
         let conv = |c: &Conv, x: &Tensor| if padded { c.forward(x) } else { c.forward_unpadded(x) };
-        let relu = |x: &Tensor| ops::relu(x, ops::ReluMode::Normal);
+        let normal = ops::ReluMode::Normal;
         match *op {
             IncOp::Stem => match (&self.steps[0].1, &self.steps[1].1) {
-                (Step::Conv(c), Step::BatchNorm(bn)) => relu(&bn.forward(&conv(c, x)?)?),
+                (Step::Conv(c), Step::BatchNorm(bn)) => bn.forward_relu(&conv(c, x)?, normal),
                 _ => Err(Error::msg("ResNet's first steps are not `conv1` and `bn1`")),
             },
             IncOp::StemPool => {
@@ -459,11 +489,11 @@ impl ResNet {
             }
             IncOp::Conv1(s) => {
                 let b = self.block(s)?;
-                relu(&b.bn1.forward(&conv(&b.conv1, x)?)?)
+                b.bn1.forward_relu(&conv(&b.conv1, x)?, normal)
             }
             IncOp::Conv2(s) => {
                 let b = self.block(s)?;
-                relu(&b.bn2.forward(&conv(&b.conv2, x)?)?)
+                b.bn2.forward_relu(&conv(&b.conv2, x)?, normal)
             }
             IncOp::Conv3(s) => {
                 let b = self.block(s)?;
@@ -473,7 +503,7 @@ impl ResNet {
                 Some((c, bn)) => bn.forward(&conv(c, x)?),
                 None => Err(Error::msg(format!("ResNet block `{}` has no downsample branch", self.steps[s].0))),
             },
-            IncOp::Sum(_) => relu(&(x + &inputs[1])?),
+            IncOp::Sum(_) => ops::add_relu(x, &inputs[1], normal),
         }
     }
 }

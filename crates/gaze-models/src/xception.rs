@@ -284,12 +284,10 @@ impl Block {
     }
 
     /// The block before its output tap: the sum of the `rep` branch and the skip branch.
+    ///
+    /// A batch norm and the ReLU after it run as one fused op (see [`run_layers`]).
     fn forward(&self, input: &Tensor, taps: &mut Taps) -> Result<Tensor> {
-        let mut x = input.clone();
-        for (name, layer) in &self.rep {
-            x = layer.forward(&x, taps)?;
-            x = taps.tap(name, x)?;
-        }
+        let x = run_layers(self.rep.iter().map(|(name, layer)| (name.as_str(), layer)), input.clone(), taps)?;
         let skip = match &self.skip {
             Some((skip_name, conv, bn_name, bn)) => {
                 let s = taps.tap(skip_name, conv.forward(input)?)?;
@@ -299,6 +297,36 @@ impl Block {
         };
         Ok((x + skip)?)
     }
+}
+
+/// Runs `layers` in order on `x`, passing each output through its tap.
+///
+/// A batch norm followed by a ReLU runs as one fused op ([`ops::batch_norm_relu`]) when the call
+/// asks nothing of the batch norm's own output: the graph then keeps one tensor for the pair, not
+/// two.
+/// Both names still pass through [`Taps::tap`] in order (the batch norm's with the ReLU's output,
+/// which no request reads), so the listing of layers is unchanged.
+fn run_layers<'a>(
+    layers: impl Iterator<Item = (&'a str, &'a Layer)>,
+    mut x: Tensor,
+    taps: &mut Taps,
+) -> Result<Tensor> {
+    let mut layers = layers.peekable();
+    // Whether the previous layer was a batch norm fused with this ReLU.
+    let mut fused = false;
+    while let Some((name, layer)) = layers.next() {
+        let relu_next = matches!(layers.peek(), Some((_, Layer::Relu)));
+        x = match layer {
+            Layer::BatchNorm(bn) if relu_next && !taps.wants(name) => {
+                fused = true;
+                bn.forward_relu(&x, taps.relu_mode())?
+            }
+            Layer::Relu if std::mem::take(&mut fused) => x,
+            _ => layer.forward(&x, taps)?,
+        };
+        x = taps.tap(name, x)?;
+    }
+    Ok(x)
 }
 
 /// One step of the main path; each ends at a tap that is a cut point.
@@ -409,10 +437,22 @@ impl Xception {
         Preprocess::Tf { size: self.config.input_size as u32 }
     }
 
+    /// Runs the steps from `from` on, passing each output through its tap; a batch norm and the
+    /// ReLU after it (the stem's and the exit flow's) run as one fused op when the call asks
+    /// nothing of the batch norm's output (see [`run_layers`]).
     fn run(&self, from: usize, mut x: Tensor, taps: &mut Taps) -> Result<Tensor> {
-        for (name, step) in &self.steps[from..] {
+        let steps = &self.steps[from..];
+        // Whether the previous step was a batch norm fused with this ReLU.
+        let mut fused = false;
+        for (i, (name, step)) in steps.iter().enumerate() {
+            let relu_next = matches!(steps.get(i + 1), Some((_, Step::Layer(Layer::Relu))));
             x = match step {
                 Step::Conv(conv) => conv.forward(&x)?,
+                Step::Layer(Layer::BatchNorm(bn)) if relu_next && !taps.wants(name) => {
+                    fused = true;
+                    bn.forward_relu(&x, taps.relu_mode())?
+                }
+                Step::Layer(Layer::Relu) if std::mem::take(&mut fused) => x,
                 Step::Layer(layer) => layer.forward(&x, taps)?,
                 Step::Block(block) => block.forward(&x, taps)?,
                 Step::GlobalPool => ops::adaptive_avg_pool2d(&x, (1, 1))?.flatten_from(1)?,
@@ -703,7 +743,9 @@ impl Xception {
         };
         match *op {
             IncOp::Stem(i) => match (&self.steps[i].1, self.steps.get(i + 1).map(|s| &s.1)) {
-                (Step::Conv(c), Some(Step::Layer(Layer::BatchNorm(bn)))) => relu(&bn.forward(&c.forward(x)?)?),
+                (Step::Conv(c), Some(Step::Layer(Layer::BatchNorm(bn)))) => {
+                    bn.forward_relu(&c.forward(x)?, ops::ReluMode::Normal)
+                }
                 _ => Err(Error::msg(format!("Xception's `{}` is not a convolution and a batch norm", self.steps[i].0))),
             },
             IncOp::Depthwise { at, relu: first } => {
@@ -711,11 +753,11 @@ impl Xception {
                 conv(&self.separable(at)?.depthwise, &x)
             }
             IncOp::Pointwise { at, bn, relu: last } => {
-                let y = bn_at(bn)?.forward(&self.separable(at)?.pointwise.forward(x)?)?;
+                let (bn, y) = (bn_at(bn)?, self.separable(at)?.pointwise.forward(x)?);
                 if last {
-                    relu(&y)
+                    bn.forward_relu(&y, ops::ReluMode::Normal)
                 } else {
-                    Ok(y)
+                    bn.forward(&y)
                 }
             }
             IncOp::MaxPool(_) => {
