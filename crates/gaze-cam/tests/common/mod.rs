@@ -29,7 +29,7 @@ pub const LAYERS: [&str; 7] = ["conv1", "relu1", "pool1", "conv2", "relu2", "gap
 pub const CLASSES: usize = 5;
 pub const SIZE: usize = 16;
 
-fn uniform(rng: &mut rand::rngs::StdRng, shape: &[usize], scale: f64, dtype: DType) -> Tensor {
+pub fn uniform(rng: &mut rand::rngs::StdRng, shape: &[usize], scale: f64, dtype: DType) -> Tensor {
     let n: usize = shape.iter().product();
     let v: Vec<f64> = (0..n).map(|_| rng.random_range(-scale..scale)).collect();
     Tensor::from_vec(v, shape, &Device::Cpu).and_then(|t| t.to_dtype(dtype)).expect("a tensor from a vector")
