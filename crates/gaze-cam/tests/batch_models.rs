@@ -43,7 +43,8 @@ fn check(kind: ModelKind, layer: &str) {
             let err = rel_err(&flat(&batch.values.narrow(0, n, 1).unwrap()), &want);
             // Score-CAM and Ablation-CAM weigh channels by differences of logits of masked or
             // ablated copies, which run in chunks of other sizes in the two calls: the matrix
-            // multiplies round differently, and the weights turn that into up to 3e-4 on ResNet-50 for this input.
+            // multiplies round differently, and the weights turn that into up to 3e-4 on
+            // ResNet-50 for this input.
             let tolerance = if method.is_perturbation() { 1e-3 } else { 1e-4 };
             assert!(err < tolerance, "{} {method} at {layer}, image {n} (class {k}): {err}", kind.name());
         }
