@@ -5,8 +5,8 @@
 
 mod common;
 
-use candle_core::{Device, IndexOp, Tensor, Var};
-use common::{io, weights};
+use candle_core::{Device, Tensor};
+use common::{fused_run, io, same, weights};
 use gaze_engine::ops::ReluMode;
 use gaze_engine::Taps;
 use gaze_models::{load, ModelKind};
@@ -14,33 +14,8 @@ use gaze_models::{load, ModelKind};
 /// The trunk's 13 convolutions, each followed by its ReLU at the next index.
 const CONVS: [usize; 13] = [0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28];
 
-/// The logits, the gradient of the sum of each image's own target logit with respect to the input
-/// and to the ReLU `features.29`, and the layers passed, under `taps`.
 fn run(taps: Taps, x: &Tensor) -> (Vec<f32>, Vec<f32>, Vec<f32>, Vec<String>) {
-    let model = load(ModelKind::Vgg16, Some(&weights("vgg16")), &Device::Cpu).unwrap();
-    let x = Var::from_tensor(x).unwrap();
-    let mut taps = taps.gradient("features.29");
-    let logits = model.forward_taps(x.as_tensor(), &mut taps).unwrap();
-    taps.check_requests().unwrap();
-    let n = logits.dim(0).unwrap();
-    let mut loss = logits.i((0, 1)).unwrap();
-    for i in 1..n {
-        loss = (loss + logits.i((i, 1 + 2 * i)).unwrap()).unwrap();
-    }
-    let grads = loss.backward().unwrap();
-    let flat = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-    let dx = flat(grads.get(x.as_tensor()).expect("a gradient reaches the input"));
-    let dtap = flat(grads.get(taps.grad_var("features.29").unwrap().as_tensor()).expect("a gradient at the tap"));
-    (flat(&logits), dx, dtap, taps.seen().to_vec())
-}
-
-/// Asserts that two vectors are equal bit for bit, naming the first difference only.
-fn same<T: PartialEq + std::fmt::Debug>(what: &str, a: &[T], b: &[T]) {
-    assert_eq!(a.len(), b.len(), "{what}: lengths");
-    if let Some(i) = (0..a.len()).find(|&i| a[i] != b[i]) {
-        let differing = (0..a.len()).filter(|&i| a[i] != b[i]).count();
-        panic!("{what}: {differing} of {} elements differ, the first at {i}: {:?} vs {:?}", a.len(), a[i], b[i]);
-    }
+    fused_run(ModelKind::Vgg16, "features.29", taps, x)
 }
 
 #[test]

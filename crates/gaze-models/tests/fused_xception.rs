@@ -6,8 +6,8 @@
 
 mod common;
 
-use candle_core::{Device, IndexOp, Tensor, Var};
-use common::{io, weights};
+use candle_core::{Device, Tensor};
+use common::{fused_run, io, same, weights};
 use gaze_engine::ops::ReluMode;
 use gaze_engine::Taps;
 use gaze_models::{load, ModelKind};
@@ -15,33 +15,8 @@ use gaze_models::{load, ModelKind};
 /// The deep tap whose gradient is compared.
 const DEEP: &str = "block8";
 
-/// The logits, the gradient of the sum of each image's own target logit with respect to the input
-/// and to [`DEEP`], and the layers passed, under `taps`.
 fn run(taps: Taps, x: &Tensor) -> (Vec<f32>, Vec<f32>, Vec<f32>, Vec<String>) {
-    let model = load(ModelKind::Xception, Some(&weights("xception")), &Device::Cpu).unwrap();
-    let x = Var::from_tensor(x).unwrap();
-    let mut taps = taps.gradient(DEEP);
-    let logits = model.forward_taps(x.as_tensor(), &mut taps).unwrap();
-    taps.check_requests().unwrap();
-    let n = logits.dim(0).unwrap();
-    let mut loss = logits.i((0, 1)).unwrap();
-    for i in 1..n {
-        loss = (loss + logits.i((i, 1 + 2 * i)).unwrap()).unwrap();
-    }
-    let grads = loss.backward().unwrap();
-    let flat = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-    let dx = flat(grads.get(x.as_tensor()).expect("a gradient reaches the input"));
-    let dtap = flat(grads.get(taps.grad_var(DEEP).unwrap().as_tensor()).expect("a gradient at the tap"));
-    (flat(&logits), dx, dtap, taps.seen().to_vec())
-}
-
-/// Asserts that two vectors are equal bit for bit, naming the first difference only.
-fn same<T: PartialEq + std::fmt::Debug>(what: &str, a: &[T], b: &[T]) {
-    assert_eq!(a.len(), b.len(), "{what}: lengths");
-    if let Some(i) = (0..a.len()).find(|&i| a[i] != b[i]) {
-        let differing = (0..a.len()).filter(|&i| a[i] != b[i]).count();
-        panic!("{what}: {differing} of {} elements differ, the first at {i}: {:?} vs {:?}", a.len(), a[i], b[i]);
-    }
+    fused_run(ModelKind::Xception, DEEP, taps, x)
 }
 
 #[test]

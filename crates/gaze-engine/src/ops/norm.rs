@@ -17,12 +17,22 @@ struct Dims {
     s: usize,
 }
 
-/// `y = x · scale[c] + shift[c]` over the channels of `[N, C, ...]`.
-struct ChannelAffine(Dims);
+/// `y = x · scale[c] + shift[c]` over the channels of `[N, C, ...]`, and with `relu` a ReLU after
+/// it as one graph node: the forward pass applies `max(·, 0)` to each affine value as it is
+/// written, so the graph keeps one tensor where the two ops keep two, and the backward pass applies
+/// the ReLU's rule (by its output, which is positive where its input is) before the affine's
+/// backward.
+struct ChannelAffine {
+    d: Dims,
+    relu: Option<ReluMode>,
+}
 
 impl CustomOp3 for ChannelAffine {
     fn name(&self) -> &'static str {
-        "gaze-channel-affine"
+        match self.relu {
+            None => "gaze-channel-affine",
+            Some(_) => "gaze-channel-affine-relu",
+        }
     }
 
     fn cpu_fwd(
@@ -36,6 +46,7 @@ impl CustomOp3 for ChannelAffine {
     ) -> CResult<(CpuStorage, Shape)> {
         fn run<T: Float>(
             d: Dims,
+            relu: bool,
             (s1, l1): (&CpuStorage, &Layout),
             (s2, l2): (&CpuStorage, &Layout),
             (s3, l3): (&CpuStorage, &Layout),
@@ -46,84 +57,15 @@ impl CustomOp3 for ChannelAffine {
             let y = threads::collect(x.len(), d.s, x.len(), |i, yp| {
                 let (a, b) = (scale[i % d.c], shift[i % d.c]);
                 for (v, &u) in yp.iter_mut().zip(&x[i * d.s..]) {
-                    v.write(u * a + b);
+                    let y = u * a + b;
+                    v.write(if relu { positive(y) } else { y });
                 }
                 Ok(())
             })?;
             output(y, l1.shape().clone())
         }
-        dispatch_float!("batch_norm", s1, run(self.0, (s1, l1), (s2, l2), (s3, l3)))
-    }
-
-    host_fallback!(op3);
-
-    fn bwd(
-        &self,
-        x: &Tensor,
-        scale: &Tensor,
-        shift: &Tensor,
-        _res: &Tensor,
-        grad: &Tensor,
-    ) -> CResult<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        affine_backward(self.0, x, scale, shift, grad)
-    }
-}
-
-/// The backward pass of a channel affine for the output gradient `grad`: the gradient of each
-/// operand that is tracked.
-fn affine_backward(
-    d: Dims,
-    x: &Tensor,
-    scale: &Tensor,
-    shift: &Tensor,
-    grad: &Tensor,
-) -> CResult<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-    let grad = grad.contiguous()?;
-    let dx = if x.track_op() { Some(grad.apply_op2_no_bwd(scale, &AffineBackward::Input(d))?) } else { None };
-    let dscale = if scale.track_op() { Some(grad.apply_op2_no_bwd(x, &AffineBackward::Scale(d))?) } else { None };
-    let dshift = if shift.track_op() { Some(grad.reshape((d.n, d.c, d.s))?.sum((0, 2))?) } else { None };
-    Ok((dx, dscale, dshift))
-}
-
-/// A channel affine followed by a ReLU as one graph node: the forward pass applies `max(·, 0)` to
-/// each affine value as it is written, so the graph keeps one tensor where the two ops keep two,
-/// and the backward pass applies the ReLU's rule (by its output, which is positive where its
-/// input is) before the affine's backward.
-struct ChannelAffineRelu(Dims, ReluMode);
-
-impl CustomOp3 for ChannelAffineRelu {
-    fn name(&self) -> &'static str {
-        "gaze-channel-affine-relu"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> CResult<(CpuStorage, Shape)> {
-        fn run<T: Float>(
-            d: Dims,
-            (s1, l1): (&CpuStorage, &Layout),
-            (s2, l2): (&CpuStorage, &Layout),
-            (s3, l3): (&CpuStorage, &Layout),
-        ) -> CResult<(CpuStorage, Shape)> {
-            let x = slice::<T>(s1, l1)?;
-            let scale = slice::<T>(s2, l2)?;
-            let shift = slice::<T>(s3, l3)?;
-            let y = threads::collect(x.len(), d.s, x.len(), |i, yp| {
-                let (a, b) = (scale[i % d.c], shift[i % d.c]);
-                for (v, &u) in yp.iter_mut().zip(&x[i * d.s..]) {
-                    v.write(positive(u * a + b));
-                }
-                Ok(())
-            })?;
-            output(y, l1.shape().clone())
-        }
-        dispatch_float!("batch_norm relu", s1, run(self.0, (s1, l1), (s2, l2), (s3, l3)))
+        let relu = self.relu.is_some();
+        dispatch_float!("batch_norm", s1, run(self.d, relu, (s1, l1), (s2, l2), (s3, l3)))
     }
 
     host_fallback!(op3);
@@ -139,8 +81,15 @@ impl CustomOp3 for ChannelAffineRelu {
         if !(x.track_op() || scale.track_op() || shift.track_op()) {
             return Ok((None, None, None));
         }
-        let grad = res.apply_op2_no_bwd(&grad.contiguous()?, &ReluBackward(self.1))?;
-        affine_backward(self.0, x, scale, shift, &grad)
+        let grad = match self.relu {
+            Some(mode) => res.apply_op2_no_bwd(&grad.contiguous()?, &ReluBackward(mode))?,
+            None => grad.contiguous()?,
+        };
+        let d = self.d;
+        let dx = if x.track_op() { Some(grad.apply_op2_no_bwd(scale, &AffineBackward::Input(d))?) } else { None };
+        let dscale = if scale.track_op() { Some(grad.apply_op2_no_bwd(x, &AffineBackward::Scale(d))?) } else { None };
+        let dshift = if shift.track_op() { Some(grad.reshape((d.n, d.c, d.s))?.sum((0, 2))?) } else { None };
+        Ok((dx, dscale, dshift))
     }
 }
 
@@ -213,7 +162,7 @@ pub fn batch_norm(
     eps: f64,
 ) -> Result<Tensor> {
     let (d, x, alpha, beta) = affine_operands(x, weight, bias, running_mean, running_var, eps)?;
-    Ok(x.apply_op3(&alpha, &beta, ChannelAffine(d))?)
+    Ok(x.apply_op3(&alpha, &beta, ChannelAffine { d, relu: None })?)
 }
 
 /// [`batch_norm`] then [`relu`](fn@super::relu) with the backward rule `mode`, as one graph node:
@@ -233,7 +182,7 @@ pub fn batch_norm_relu(
     mode: ReluMode,
 ) -> Result<Tensor> {
     let (d, x, alpha, beta) = affine_operands(x, weight, bias, running_mean, running_var, eps)?;
-    Ok(x.apply_op3(&alpha, &beta, ChannelAffineRelu(d, mode))?)
+    Ok(x.apply_op3(&alpha, &beta, ChannelAffine { d, relu: Some(mode) })?)
 }
 
 /// Checks batch normalisation's operands and returns the dimensions with the input, the scale

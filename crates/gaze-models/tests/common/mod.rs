@@ -37,3 +37,39 @@ pub fn scratch(name: &str) -> PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
+
+/// Under `taps` on `kind`'s fixture model: the logits, the gradient of the sum of each image's own
+/// target logit (class `1 + 2n` for image `n`) with respect to the input and to the tap `deep`, and
+/// the layers passed, for the fused-op tests to compare bit for bit.
+pub fn fused_run(
+    kind: gaze_models::ModelKind,
+    deep: &str,
+    taps: gaze_engine::Taps,
+    x: &Tensor,
+) -> (Vec<f32>, Vec<f32>, Vec<f32>, Vec<String>) {
+    use candle_core::{IndexOp, Var};
+    let model = gaze_models::load(kind, Some(&weights(kind.name())), &candle_core::Device::Cpu).unwrap();
+    let x = Var::from_tensor(x).unwrap();
+    let mut taps = taps.gradient(deep);
+    let logits = model.forward_taps(x.as_tensor(), &mut taps).unwrap();
+    taps.check_requests().unwrap();
+    let n = logits.dim(0).unwrap();
+    let mut loss = logits.i((0, 1)).unwrap();
+    for i in 1..n {
+        loss = (loss + logits.i((i, 1 + 2 * i)).unwrap()).unwrap();
+    }
+    let grads = loss.backward().unwrap();
+    let flat = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let dx = flat(grads.get(x.as_tensor()).expect("a gradient reaches the input"));
+    let dtap = flat(grads.get(taps.grad_var(deep).unwrap().as_tensor()).expect("a gradient at the tap"));
+    (flat(&logits), dx, dtap, taps.seen().to_vec())
+}
+
+/// Asserts that two vectors are equal bit for bit, naming the first difference only.
+pub fn same<T: PartialEq + std::fmt::Debug>(what: &str, a: &[T], b: &[T]) {
+    assert_eq!(a.len(), b.len(), "{what}: lengths");
+    if let Some(i) = (0..a.len()).find(|&i| a[i] != b[i]) {
+        let differing = (0..a.len()).filter(|&i| a[i] != b[i]).count();
+        panic!("{what}: {differing} of {} elements differ, the first at {i}: {:?} vs {:?}", a.len(), a[i], b[i]);
+    }
+}
