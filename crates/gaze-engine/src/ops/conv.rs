@@ -765,73 +765,21 @@ fn weight_grad<T: Float>(g: &Geom, x: &[T], dy: &[T]) -> CResult<Vec<T>> {
     Ok(dw)
 }
 
-struct Conv2d(Geom);
+/// A convolution, and with `relu` a ReLU after it as one graph node: the forward pass applies
+/// `max(·, 0)` in place on the convolution's output, so the graph keeps one tensor where the two
+/// ops keep two, and the backward pass applies the ReLU's rule (by its output, which is positive
+/// where its input is) before the convolution's backward.
+struct Conv2d {
+    g: Geom,
+    relu: Option<ReluMode>,
+}
 
 impl CustomOp3 for Conv2d {
     fn name(&self) -> &'static str {
-        "gaze-conv2d"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> CResult<(CpuStorage, Shape)> {
-        fn run<T: Float>(
-            g: &Geom,
-            (s1, l1): (&CpuStorage, &Layout),
-            (s2, l2): (&CpuStorage, &Layout),
-            (s3, l3): (&CpuStorage, &Layout),
-        ) -> CResult<(CpuStorage, Shape)> {
-            let y = forward(g, slice::<T>(s1, l1)?, slice::<T>(s2, l2)?, slice::<T>(s3, l3)?)?;
-            output(y, (g.n, g.cout, g.oh, g.ow))
+        match self.relu {
+            None => "gaze-conv2d",
+            Some(_) => "gaze-conv2d-relu",
         }
-        dispatch_float!("conv2d", s1, run(&self.0, (s1, l1), (s2, l2), (s3, l3)))
-    }
-
-    host_fallback!(op3);
-
-    fn bwd(
-        &self,
-        x: &Tensor,
-        weight: &Tensor,
-        bias: &Tensor,
-        _res: &Tensor,
-        grad: &Tensor,
-    ) -> CResult<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        conv_backward(&self.0, x, weight, bias, grad)
-    }
-}
-
-/// The backward pass of a convolution for the output gradient `grad`: the input's gradient, and
-/// the weight's and bias's only when they are tracked.
-fn conv_backward(
-    g: &Geom,
-    x: &Tensor,
-    weight: &Tensor,
-    bias: &Tensor,
-    grad: &Tensor,
-) -> CResult<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-    let grad = grad.contiguous()?;
-    let dx = if x.track_op() { Some(grad.apply_op2_no_bwd(weight, &ConvBackward::Input(*g))?) } else { None };
-    let dw = if weight.track_op() { Some(x.apply_op2_no_bwd(&grad, &ConvBackward::Weight(*g))?) } else { None };
-    let db = if bias.track_op() { Some(grad.sum((0, 2, 3))?) } else { None };
-    Ok((dx, dw, db))
-}
-
-/// A convolution followed by a ReLU as one graph node: the forward pass applies `max(·, 0)` in
-/// place on the convolution's output, so the graph keeps one tensor where the two ops keep two,
-/// and the backward pass applies the ReLU's rule (by its output, which is positive where its
-/// input is) before the convolution's backward.
-struct Conv2dRelu(Geom, ReluMode);
-
-impl CustomOp3 for Conv2dRelu {
-    fn name(&self) -> &'static str {
-        "gaze-conv2d-relu"
     }
 
     fn cpu_fwd(
@@ -845,25 +793,31 @@ impl CustomOp3 for Conv2dRelu {
     ) -> CResult<(CpuStorage, Shape)> {
         fn run<T: Float>(
             g: &Geom,
+            relu: bool,
             (s1, l1): (&CpuStorage, &Layout),
             (s2, l2): (&CpuStorage, &Layout),
             (s3, l3): (&CpuStorage, &Layout),
         ) -> CResult<(CpuStorage, Shape)> {
             let mut y = forward(g, slice::<T>(s1, l1)?, slice::<T>(s2, l2)?, slice::<T>(s3, l3)?)?;
-            let (p, len) = (g.plane().max(1), y.len());
-            threads::chunks_mut(&mut y, p, len, |_, plane| {
-                for v in plane.iter_mut() {
-                    *v = positive(*v);
-                }
-                Ok(())
-            })?;
+            if relu {
+                let (p, len) = (g.plane().max(1), y.len());
+                threads::chunks_mut(&mut y, p, len, |_, plane| {
+                    for v in plane.iter_mut() {
+                        *v = positive(*v);
+                    }
+                    Ok(())
+                })?;
+            }
             output(y, (g.n, g.cout, g.oh, g.ow))
         }
-        dispatch_float!("conv2d relu", s1, run(&self.0, (s1, l1), (s2, l2), (s3, l3)))
+        let relu = self.relu.is_some();
+        dispatch_float!("conv2d", s1, run(&self.g, relu, (s1, l1), (s2, l2), (s3, l3)))
     }
 
     host_fallback!(op3);
 
+    /// The input's gradient, and the weight's and bias's only when they are tracked; with `relu`,
+    /// of the gradient after the ReLU's rule.
     fn bwd(
         &self,
         x: &Tensor,
@@ -875,8 +829,15 @@ impl CustomOp3 for Conv2dRelu {
         if !(x.track_op() || weight.track_op() || bias.track_op()) {
             return Ok((None, None, None));
         }
-        let grad = res.apply_op2_no_bwd(&grad.contiguous()?, &ReluBackward(self.1))?;
-        conv_backward(&self.0, x, weight, bias, &grad)
+        let grad = match self.relu {
+            Some(mode) => res.apply_op2_no_bwd(&grad.contiguous()?, &ReluBackward(mode))?,
+            None => grad.contiguous()?,
+        };
+        let g = &self.g;
+        let dx = if x.track_op() { Some(grad.apply_op2_no_bwd(weight, &ConvBackward::Input(*g))?) } else { None };
+        let dw = if weight.track_op() { Some(x.apply_op2_no_bwd(&grad, &ConvBackward::Weight(*g))?) } else { None };
+        let db = if bias.track_op() { Some(grad.sum((0, 2, 3))?) } else { None };
+        Ok((dx, dw, db))
     }
 }
 
@@ -919,7 +880,7 @@ impl CustomOp2 for ConvBackward {
 /// are variables or results of tracked ops; a constant weight never gets a gradient.
 pub fn conv2d(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>, cfg: Conv2dConfig) -> Result<Tensor> {
     let (geom, x, weight, bias) = operands(x, weight, bias, cfg)?;
-    Ok(x.apply_op3(&weight, &bias, Conv2d(geom))?)
+    Ok(x.apply_op3(&weight, &bias, Conv2d { g: geom, relu: None })?)
 }
 
 /// [`conv2d`] then [`relu`](fn@super::relu) with the backward rule `mode`, as one graph node:
@@ -938,7 +899,7 @@ pub fn conv2d_relu(
     mode: ReluMode,
 ) -> Result<Tensor> {
     let (geom, x, weight, bias) = operands(x, weight, bias, cfg)?;
-    Ok(x.apply_op3(&weight, &bias, Conv2dRelu(geom, mode))?)
+    Ok(x.apply_op3(&weight, &bias, Conv2d { g: geom, relu: Some(mode) })?)
 }
 
 /// Checks a convolution's operands and returns its geometry with the input, the weight and the
