@@ -26,6 +26,7 @@ use std::fs;
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::rc::Rc;
 use std::time::SystemTime;
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -311,7 +312,7 @@ struct Case {
     label: String,
     /// The least multiply-accumulates the method needs, from the forward's count `f` and the tail
     /// after the method's layer `tail`.
-    macs: Box<dyn Fn(f64, f64) -> f64>,
+    macs: Rc<dyn Fn(f64, f64) -> f64>,
     /// The layer whose tail `macs` takes, if any.
     tail_layer: Option<&'static str>,
     /// Images per call (copies of the input), for the time per image of the batch-size sweep.
@@ -353,7 +354,8 @@ const MODELS: [ModelPlan; 2] = [
     },
 ];
 
-/// The batch sizes of the sweep, and the methods it times at each.
+/// The methods the batch-size sweep times at each batch size, with the settings and work of their
+/// batch-1 cases.
 const SWEEP_METHODS: [&str; 4] = ["forward", "forward-backward", "gradcam", "saliency"];
 
 impl ModelPlan {
@@ -369,7 +371,7 @@ fn case(method: &'static str, settings: Value, label: String, macs: impl Fn(f64,
         method,
         settings,
         label,
-        macs: Box::new(macs),
+        macs: Rc::new(macs),
         tail_layer: None,
         images: 1,
         sweep: false,
@@ -484,29 +486,27 @@ fn cases(plan: &ModelPlan, quick: bool, sweep: &[usize]) -> Vec<Case> {
             move |f, _| f * (occ_windows + 1.0),
         ),
     ];
-    // The sweep: time per image against batch size, for the methods whose cost is one pass or two.
+    // The sweep: time per image against batch size, for the methods whose cost is one pass or two,
+    // each with its batch-1 case's settings on `b` copies of the input and `b` times its work.
+    let mut swept = Vec::new();
     for &b in sweep {
-        for method in SWEEP_METHODS {
-            let mut settings = json!({ "target": t, "batch_copies": b });
-            let (per_image, tail_layer): (fn(f64, f64) -> f64, _) = match method {
-                "forward" => (|f, _| f, None),
-                "gradcam" => {
-                    settings["layer"] = json!(cam_layer);
-                    (|f, tail| f + tail, Some(cam_layer))
-                }
-                _ => (|f, _| 2.0 * f, None),
-            };
-            v.push(Case {
-                name: format!("{method} b{b}"),
-                tail_layer,
+        for one in v.iter().filter(|c| c.images == 1 && SWEEP_METHODS.contains(&c.method)) {
+            let mut settings = one.settings.clone();
+            settings["batch_copies"] = json!(b);
+            let macs = Rc::clone(&one.macs);
+            swept.push(Case {
+                name: format!("{} b{b}", one.method),
+                method: one.method,
+                settings,
+                label: format!("batch-size sweep, {b} images"),
+                macs: Rc::new(move |f, tail| b as f64 * macs(f, tail)),
+                tail_layer: one.tail_layer,
                 images: b,
                 sweep: true,
-                ..case(method, settings, format!("batch-size sweep, {b} images"), move |f, tail| {
-                    b as f64 * per_image(f, tail)
-                })
             });
         }
     }
+    v.extend(swept);
     v
 }
 
@@ -1112,6 +1112,22 @@ mod tests {
         assert!(err.contains("`nope`") && err.contains("ops"), "{err}");
         assert_eq!(suites(&root, &["ops".into()]).unwrap(), ["ops"]);
         assert!(suites(&root, &[]).unwrap().contains(&"ops".to_string()));
+    }
+
+    #[test]
+    fn sweep_cases_are_their_batch_one_cases_on_copies_of_the_input() {
+        let all = cases(&MODELS[0], true, &[2, 4]);
+        let swept: Vec<&Case> = all.iter().filter(|c| c.sweep).collect();
+        assert_eq!(swept.len(), 2 * SWEEP_METHODS.len());
+        for c in swept {
+            let one = all.iter().find(|o| !o.sweep && o.images == 1 && o.method == c.method).unwrap();
+            let mut settings = one.settings.clone();
+            settings["batch_copies"] = json!(c.images);
+            assert_eq!(c.settings, settings, "{}", c.name);
+            assert_eq!(c.tail_layer, one.tail_layer, "{}", c.name);
+            assert_eq!((c.macs)(10.0, 3.0), c.images as f64 * (one.macs)(10.0, 3.0), "{}", c.name);
+            assert_eq!(c.name, format!("{} b{}", c.method, c.images));
+        }
     }
 
     #[test]
