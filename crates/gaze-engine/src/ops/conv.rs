@@ -1,5 +1,7 @@
-//! 2-D convolution with any stride, padding, dilation and groups, on `gemm` (im2col) or, for
-//! depthwise convolutions, a direct loop; its backward computes only the gradients that are needed.
+//! 2-D convolution with any stride, padding, dilation and groups, on `gemm` (im2col), on
+//! Winograd's minimal filtering (`winograd`, for dense 3×3 stride-1 convolutions on planes large
+//! enough) or, for depthwise convolutions, a direct loop; its backward computes only the gradients
+//! that are needed.
 
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result as CResult, Shape, Tensor};
 
@@ -9,6 +11,7 @@ use super::matmul::{matmul, matmul_serial, Mat};
 use super::pool::rank4;
 use super::relu::{positive, ReluBackward, ReluMode};
 use super::threads::{self, SharedOut};
+use super::winograd::{self, Plan};
 use crate::{Error, Result};
 
 /// The geometry of a 2-D convolution, PyTorch's `Conv2d` arguments.
@@ -99,6 +102,9 @@ struct Geom {
     /// the input gradient in bands of rows) small enough to stay in the cache between the copy
     /// and the multiply.
     cols_budget: usize,
+    /// Whether a 3×3 stride-1 convolution may run as Winograd's F(4×4, 3×3) (see
+    /// [`Geom::winograd`]); off only to test the general path on the same shapes.
+    allow_winograd: bool,
 }
 
 /// The default of [`Geom::cols_budget`]: 256 Ki elements (1 MiB in `f32`).
@@ -176,6 +182,7 @@ impl Geom {
             dh,
             dw,
             cols_budget: COLS_BUDGET,
+            allow_winograd: true,
         })
     }
 
@@ -199,6 +206,28 @@ impl Geom {
     /// A 1×1 kernel with stride 1 and no padding: the input is its own im2col matrix.
     fn pointwise(&self) -> bool {
         self.kh == 1 && self.kw == 1 && self.sh == 1 && self.sw == 1 && self.ph == 0 && self.pw == 0
+    }
+
+    /// A dense 3×3 convolution with stride 1, no dilation and padding up to 2 (so that its input
+    /// gradient is one too): computed by Winograd's F(4×4, 3×3), not by im2col and gemm.
+    /// `enabled` is the process's setting ([`winograd::winograd_enabled`]).
+    fn winograd(&self, enabled: bool) -> bool {
+        enabled
+            && self.allow_winograd
+            && (self.kh, self.kw, self.sh, self.sw, self.dh, self.dw, self.groups) == (3, 3, 1, 1, 1, 1, 1)
+            && self.ph <= 2
+            && self.pw <= 2
+    }
+
+    /// The forward pass as [`winograd::conv`] sees it.
+    fn plan(&self) -> Plan {
+        Plan { n: self.n, cin: self.cin, h: self.h, w: self.w, cout: self.cout, ph: self.ph, pw: self.pw }
+    }
+
+    /// The input gradient as [`winograd::conv`] sees it: the output gradient convolved with the
+    /// flipped kernels, channel roles swapped, padding `2 − p`.
+    fn plan_input_grad(&self) -> Plan {
+        Plan { n: self.n, cin: self.cout, h: self.oh, w: self.ow, cout: self.cin, ph: 2 - self.ph, pw: 2 - self.pw }
     }
 
     /// One input channel per group: computed by direct loops, not by im2col and gemm.
@@ -593,6 +622,13 @@ fn forward_split<T: Float>(g: &Geom, threads: usize, x: &[T], w: &[T], b: &[T]) 
             }
             return Ok(y);
         }
+        if let Some(variant) = g
+            .winograd(winograd::winograd_enabled().map_err(candle_core::Error::wrap)?)
+            .then(|| g.plan().variant())
+            .flatten()
+        {
+            return winograd::convolve(g.plan(), variant, threads, x, w, false, Some(b));
+        }
         let (k, cin_g, cout_g, hw) = (g.k(), g.cin_g(), g.cout_g(), g.h * g.w);
         let base = g.n * g.groups;
         // Tiles of at least 128 pixels, so that packing the weights for each tile's multiply
@@ -668,6 +704,13 @@ fn input_grad_col2im<T: Float>(g: &Geom, threads: usize, dy: &[T], w: &[T]) -> C
                 direct_input_grad(g, dy, w, &mut dx)?;
             }
             return Ok(dx);
+        }
+        if let Some(variant) = g
+            .winograd(winograd::winograd_enabled().map_err(candle_core::Error::wrap)?)
+            .then(|| g.plan_input_grad().variant())
+            .flatten()
+        {
+            return winograd::convolve(g.plan_input_grad(), variant, threads, dy, w, true, None);
         }
         let (k, p, cin_g, cout_g, kk) = (g.k(), g.plane(), g.cin_g(), g.cout_g(), g.kh * g.kw);
         let base = g.n * g.groups;
@@ -998,7 +1041,13 @@ mod tests {
             // Padding as wide as the dilated kernel's reach, in groups: tiles that end before the
             // first column a tap reads.
             ([2, 4, 10, 9], [6, 2, 3, 3], Conv2dConfig::default().dilation(2).padding_hw((1, 4)).groups(2)),
+            // Shapes Winograd's variants take (forward and input gradient): F(2×2, 3×3), then
+            // F(4×4, 3×3) with padding 1, and with padding 0 and 2 (so 2 and 0 for the gradient).
+            ([1, 16, 30, 30], [16, 16, 3, 3], Conv2dConfig::default().padding(1)),
+            ([2, 16, 31, 33], [20, 16, 3, 3], Conv2dConfig::default().padding(1)),
+            ([1, 16, 47, 45], [16, 16, 3, 3], Conv2dConfig::default().padding_hw((0, 2))),
         ];
+        let mut winograd_cases = 0;
         for (x_dims, w_dims, cfg) in cases {
             let whole = Geom::new(&x_dims, &w_dims, cfg).unwrap();
             let x = data(x_dims.iter().product(), 0.37);
@@ -1006,9 +1055,15 @@ mod tests {
             let b = data(whole.cout, 1.3);
             let dy = data(whole.n * whole.cout * whole.plane(), 0.53);
             let (y, dx, dw) = naive(&whole, &x, &w, &b, &dy);
-            for budget in [COLS_BUDGET, whole.k() * 16, whole.k() * whole.ow, 1] {
+            let fast =
+                |g: &Geom| g.winograd(true) && g.plan().variant().is_some() && g.plan_input_grad().variant().is_some();
+            winograd_cases += usize::from(fast(&whole));
+            assert!(!fast(&Geom { allow_winograd: false, ..whole }));
+            for (budget, allow) in
+                [COLS_BUDGET, whole.k() * 16, whole.k() * whole.ow, 1].into_iter().flat_map(|b| [(b, true), (b, false)])
+            {
                 for threads in [1, 2, 3, 5] {
-                    let g = Geom { cols_budget: budget, ..whole };
+                    let g = Geom { cols_budget: budget, allow_winograd: allow, ..whole };
                     let got = (
                         forward_split(&g, threads, &x, &w, &b).unwrap(),
                         input_grad_split(&g, threads, &dy, &w).unwrap(),
@@ -1019,12 +1074,13 @@ mod tests {
                         for (i, (u, v)) in a.iter().zip(e.iter()).enumerate() {
                             assert!(
                                 (u - v).abs() < 1e-10,
-                                "{cfg:?} {x_dims:?} budget {budget} threads {threads}: {what}[{i}] {u} vs {v}"
+                                "{cfg:?} {x_dims:?} budget {budget} Winograd {allow} threads {threads}: {what}[{i}] {u} vs {v}"
                             );
                         }
                     }
                 }
             }
         }
+        assert_eq!(winograd_cases, 3, "the last three shapes run Winograd's variants both ways");
     }
 }
