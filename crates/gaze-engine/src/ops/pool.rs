@@ -180,15 +180,15 @@ pub(crate) fn rank4(op: &str, dims: &[usize]) -> Result<[usize; 4]> {
 fn argmax<T: Float>(plane: &[T], w: usize, rows: (usize, usize), cols: (usize, usize)) -> usize {
     let mut best = T::NEG_INFINITY;
     let mut at = rows.0 * w + cols.0;
+    // Branch-free: a window's maximum lies anywhere, so a branch per element mispredicts often.
     for iy in rows.0..rows.1 {
-        let row = &plane[iy * w + cols.0..iy * w + cols.1];
+        let base = iy * w + cols.0;
+        let row = &plane[base..iy * w + cols.1];
         for (j, &v) in row.iter().enumerate() {
             #[allow(clippy::eq_op)]
-            let nan = v != v;
-            if v > best || nan {
-                best = v;
-                at = iy * w + cols.0 + j;
-            }
+            let take = (v > best) | (v != v);
+            best = if take { v } else { best };
+            at = if take { base + j } else { at };
         }
     }
     at
