@@ -609,7 +609,7 @@ fn forward<T: Float>(g: &Geom, x: &[T], w: &[T], b: &[T]) -> CResult<Vec<T>> {
 /// [`forward`] on the pool the caller runs on, its work split for `threads` threads.
 fn forward_split<T: Float>(g: &Geom, threads: usize, x: &[T], w: &[T], b: &[T]) -> CResult<Vec<T>> {
     let p = g.plane();
-    let mut y = vec![T::ZERO; g.n * g.cout * p];
+    let mut y = threads::filled(g.n * g.cout * p, T::ZERO)?;
     if y.is_empty() {
         return Ok(y);
     }
@@ -692,10 +692,17 @@ fn input_grad_split<T: Float>(g: &Geom, threads: usize, dy: &[T], w: &[T]) -> CR
 /// The input gradient by gemm and col2im.
 fn input_grad_col2im<T: Float>(g: &Geom, threads: usize, dy: &[T], w: &[T]) -> CResult<Vec<T>> {
     let hw = g.h * g.w;
-    let mut dx = vec![T::ZERO; g.n * g.cin * hw];
-    if dx.is_empty() {
-        return Ok(dx);
+    if g.n * g.cin * hw == 0 {
+        return Ok(Vec::new());
     }
+    if let Some(variant) = g
+        .winograd(winograd::winograd_enabled().map_err(candle_core::Error::wrap)?)
+        .then(|| g.plan_input_grad().variant())
+        .flatten()
+    {
+        return winograd::convolve(g.plan_input_grad(), variant, threads, dy, w, true, None);
+    }
+    let mut dx = threads::filled(g.n * g.cin * hw, T::ZERO)?;
     {
         if g.direct() {
             if g.sh == 1 && g.sw == 1 {
@@ -704,13 +711,6 @@ fn input_grad_col2im<T: Float>(g: &Geom, threads: usize, dy: &[T], w: &[T]) -> C
                 direct_input_grad(g, dy, w, &mut dx)?;
             }
             return Ok(dx);
-        }
-        if let Some(variant) = g
-            .winograd(winograd::winograd_enabled().map_err(candle_core::Error::wrap)?)
-            .then(|| g.plan_input_grad().variant())
-            .flatten()
-        {
-            return winograd::convolve(g.plan_input_grad(), variant, threads, dy, w, true, None);
         }
         let (k, p, cin_g, cout_g, kk) = (g.k(), g.plane(), g.cin_g(), g.cout_g(), g.kh * g.kw);
         let base = g.n * g.groups;

@@ -216,10 +216,10 @@ impl CustomOp1 for MaxPool {
         fn run<T: Float>(g: &Geom, s: &CpuStorage, l: &Layout) -> CResult<((CpuStorage, Shape), Option<Argmax>)> {
             let x = slice::<T>(s, l)?;
             let (hw, p) = (g.h * g.w, g.oh * g.ow);
-            let mut y = vec![T::ZERO; g.planes * p];
+            let mut y = threads::filled(g.planes * p, T::ZERO)?;
             // Planes too large for 32-bit indices are pooled without keeping them.
             let keep = hw < NO_INPUT as usize;
-            let mut at = vec![NO_INPUT; if keep { g.planes * p } else { 0 }];
+            let mut at = threads::filled(if keep { g.planes * p } else { 0 }, NO_INPUT)?;
             if p > 0 {
                 let pool_plane = |(yp, xp, ap): (&mut [T], &[T], Option<&mut [u32]>)| {
                     let mut ap = ap;
@@ -290,7 +290,7 @@ impl CustomOp1 for MaxPoolScatter {
             if dy.len() != g.planes * p || argmax.len() != dy.len() {
                 candle_core::bail!("max_pool2d backward: gradient shape {:?}", l.dims());
             }
-            let mut dx = vec![T::ZERO; g.planes * hw];
+            let mut dx = threads::filled(g.planes * hw, T::ZERO)?;
             if p > 0 {
                 threads::chunks_mut(&mut dx, hw, dy.len(), |i, dxp| {
                     let (dyp, ap) = (&dy[i * p..(i + 1) * p], &argmax[i * p..(i + 1) * p]);
@@ -332,7 +332,7 @@ impl CustomOp2 for MaxPoolBackward {
             if dy.len() != g.planes * g.oh * g.ow {
                 candle_core::bail!("max_pool2d backward: gradient shape {:?}", l2.dims());
             }
-            let mut dx = vec![T::ZERO; x.len()];
+            let mut dx = threads::filled(x.len(), T::ZERO)?;
             if g.oh * g.ow > 0 {
                 let (hw, p) = (g.h * g.w, g.oh * g.ow);
                 threads::chunks_mut(&mut dx, hw, dy.len() * g.window_len(), |i, dxp| {

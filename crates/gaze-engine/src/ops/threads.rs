@@ -216,6 +216,18 @@ pub(crate) fn collect<T: Send>(
     Ok(out)
 }
 
+/// A vector of `len` copies of `value`, written by the ops' threads: a kernel's output buffer is
+/// otherwise filled by one thread in a serial pass over memory while the others wait.
+pub(crate) fn filled<T: Copy + Send + Sync>(len: usize, value: T) -> candle_core::Result<Vec<T>> {
+    let parts = 2 * count()?;
+    collect(len, len.div_ceil(parts).max(1 << 14), len, |_, chunk| {
+        for v in chunk {
+            v.write(value);
+        }
+        Ok(())
+    })
+}
+
 /// A mutable buffer shared by the threads of a parallel kernel, each writing its own part.
 ///
 /// It keeps the length of the buffer it points into, so every part handed out is checked to lie

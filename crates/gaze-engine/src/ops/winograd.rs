@@ -507,7 +507,7 @@ pub(crate) fn conv<T: Float, const A: usize, const M: usize, W: Transform<A, M>>
     if x.len() != p.n * p.cin * p.h * p.w || u.len() != p.cout * A * A * p.cin || xp.len() < p.n * p.cin * plane {
         candle_core::bail!("winograd conv: operands do not fit {p:?}");
     }
-    let mut y = vec![T::ZERO; p.n * p.cout * oh * ow];
+    let mut y = threads::filled(p.n * p.cout * oh * ow, T::ZERO)?;
     if y.is_empty() {
         return Ok(y);
     }
