@@ -42,6 +42,26 @@ impl Conv {
         ops::conv2d(x, &self.w, self.b.as_ref(), Conv2dConfig { padding: (0, 0), ..self.cfg })
     }
 
+    /// This convolution followed by the inference-mode batch norm `bn`, folded into one
+    /// convolution: the kernels of output channel `c` scaled by `α_c = γ_c / √(σ²_c + ε)` and the
+    /// bias `b_c · α_c + β_c − μ_c · α_c` (PyTorch's `fuse_conv_bn_eval`).
+    ///
+    /// It computes the two layers' values and input gradients up to float32 rounding (the scale
+    /// multiplies each product before the sum instead of the sum), in one op where the two take a
+    /// convolution and a pass over memory each, and with one tensor kept for the backward pass.
+    /// A model holds the folded copy beside the two layers and runs it when nothing asks for the
+    /// convolution's or the batch norm's own output.
+    pub fn folded(&self, bn: &BatchNorm) -> candle_core::Result<Conv> {
+        let (alpha, beta) = bn.affine()?;
+        let cout = self.w.dim(0)?;
+        let w = self.w.broadcast_mul(&alpha.reshape((cout, 1, 1, 1))?)?;
+        let b = match &self.b {
+            Some(b) => ((b * &alpha)? + &beta)?,
+            None => beta,
+        };
+        Ok(Conv { w, b: Some(b), cfg: self.cfg })
+    }
+
     /// The convolution (without its padding when `padded` is false, as
     /// [`forward_unpadded`](Conv::forward_unpadded)) and then a ReLU with the backward rule `mode`,
     /// as one fused op ([`ops::conv2d_relu`]): for a model whose convolution's own output nobody
@@ -83,6 +103,14 @@ impl BatchNorm {
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         ops::batch_norm(x, &self.weight, &self.bias, &self.mean, &self.var, BN_EPS)
+    }
+
+    /// The per-channel scale `α = γ / √(σ² + ε)` and shift `β − μ · α` that the batch norm applies
+    /// (`x · α + shift`, as [`ops::batch_norm`] computes them).
+    pub fn affine(&self) -> candle_core::Result<(Tensor, Tensor)> {
+        let alpha = ((&self.var + BN_EPS)?.sqrt()?.recip()? * &self.weight)?;
+        let shift = (&self.bias - (&self.mean * &alpha)?)?;
+        Ok((alpha, shift))
     }
 
     /// The batch norm and then a ReLU with the backward rule `mode`, as one fused op

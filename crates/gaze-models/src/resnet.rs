@@ -190,6 +190,10 @@ struct Bottleneck {
     downsample: Option<(Conv, BatchNorm)>,
     /// The stride of `conv2` and of the downsampling convolution.
     stride: usize,
+    /// `conv1`, `conv2`, `conv3` and the downsampling convolution each folded with its batch norm
+    /// ([`Conv::folded`]).
+    folded: [Conv; 3],
+    folded_down: Option<Conv>,
 }
 
 impl Bottleneck {
@@ -204,44 +208,77 @@ impl Bottleneck {
         } else {
             None
         };
-        Ok(Bottleneck {
-            names,
-            conv1: Conv::load(&vb.pp("conv1"), (cin, c.width), 1, conv_cfg(1, 0, 1), false)?,
-            bn1: BatchNorm::load(&vb.pp("bn1"), c.width)?,
-            conv2: Conv::load(&vb.pp("conv2"), (c.width, c.width), 3, conv_cfg(c.stride, 1, 1), false)?,
-            bn2: BatchNorm::load(&vb.pp("bn2"), c.width)?,
-            conv3: Conv::load(&vb.pp("conv3"), (c.width, c.out), 1, conv_cfg(1, 0, 1), false)?,
-            bn3: BatchNorm::load(&vb.pp("bn3"), c.out)?,
-            downsample,
-            stride: c.stride,
-        })
+        let conv1 = Conv::load(&vb.pp("conv1"), (cin, c.width), 1, conv_cfg(1, 0, 1), false)?;
+        let bn1 = BatchNorm::load(&vb.pp("bn1"), c.width)?;
+        let conv2 = Conv::load(&vb.pp("conv2"), (c.width, c.width), 3, conv_cfg(c.stride, 1, 1), false)?;
+        let bn2 = BatchNorm::load(&vb.pp("bn2"), c.width)?;
+        let conv3 = Conv::load(&vb.pp("conv3"), (c.width, c.out), 1, conv_cfg(1, 0, 1), false)?;
+        let bn3 = BatchNorm::load(&vb.pp("bn3"), c.out)?;
+        let folded = [conv1.folded(&bn1)?, conv2.folded(&bn2)?, conv3.folded(&bn3)?];
+        let folded_down = downsample.as_ref().map(|(conv, bn)| conv.folded(bn)).transpose()?;
+        Ok(Bottleneck { names, conv1, bn1, conv2, bn2, conv3, bn3, downsample, stride: c.stride, folded, folded_down })
     }
 
     /// The block before its output tap: the residual sum after the last ReLU.
     ///
-    /// A batch norm and the ReLU after it run as one fused op ([`ops::batch_norm_relu`]) when the
-    /// call asks nothing of the batch norm's own output, and the residual sum and the last ReLU
-    /// always do ([`ops::add_relu`]: the sum has no tap), so the graph keeps one tensor for each
-    /// pair, not two.
-    /// Every name still passes through [`Taps::tap`] in order (a fused batch norm's with the ReLU's
-    /// output, which no request reads), so the listing of layers is unchanged.
+    /// A convolution and its batch norm run as the folded convolution ([`Conv::folded`]), with
+    /// the ReLU after it fused in ([`Conv::forward_relu`]), when the call asks nothing of the
+    /// convolution's or the batch norm's own output; a batch norm whose convolution's output is
+    /// asked for runs with its ReLU fused ([`ops::batch_norm_relu`]) unless its own output is
+    /// asked for too; the residual sum and the last ReLU always run as one op ([`ops::add_relu`]:
+    /// the sum has no tap).
+    /// Every name still passes through [`Taps::tap`] in order (a folded or fused layer's with the
+    /// output of the last layer of the group, which no request reads), so the listing of layers is
+    /// unchanged.
     fn forward(&self, x: &Tensor, taps: &mut Taps) -> Result<Tensor> {
         let n = &self.names;
-        let y = taps.tap(&n.conv1, self.conv1.forward(x)?)?;
-        let y = bn_relu(taps, &n.bn1, &n.act1, &self.bn1, &y)?;
-        let y = taps.tap(&n.conv2, self.conv2.forward(&y)?)?;
-        let y = bn_relu(taps, &n.bn2, &n.act2, &self.bn2, &y)?;
-        let y = taps.tap(&n.conv3, self.conv3.forward(&y)?)?;
-        let y = taps.tap(&n.bn3, self.bn3.forward(&y)?)?;
-        let identity = match &self.downsample {
-            Some((conv, bn)) => {
+        let mode = taps.relu_mode();
+        let y = if folds(taps, &n.conv1, &n.bn1) {
+            let y = self.folded[0].forward_relu(x, mode, true)?;
+            tap_all(taps, &[&n.conv1, &n.bn1, &n.act1], y)?
+        } else {
+            let y = taps.tap(&n.conv1, self.conv1.forward(x)?)?;
+            bn_relu(taps, &n.bn1, &n.act1, &self.bn1, &y)?
+        };
+        let y = if folds(taps, &n.conv2, &n.bn2) {
+            let y = self.folded[1].forward_relu(&y, mode, true)?;
+            tap_all(taps, &[&n.conv2, &n.bn2, &n.act2], y)?
+        } else {
+            let y = taps.tap(&n.conv2, self.conv2.forward(&y)?)?;
+            bn_relu(taps, &n.bn2, &n.act2, &self.bn2, &y)?
+        };
+        let y = if folds(taps, &n.conv3, &n.bn3) {
+            tap_all(taps, &[&n.conv3, &n.bn3], self.folded[2].forward(&y)?)?
+        } else {
+            let y = taps.tap(&n.conv3, self.conv3.forward(&y)?)?;
+            taps.tap(&n.bn3, self.bn3.forward(&y)?)?
+        };
+        let identity = match (&self.downsample, &self.folded_down) {
+            (Some(_), Some(folded)) if folds(taps, &n.down_conv, &n.down_bn) => {
+                tap_all(taps, &[&n.down_conv, &n.down_bn], folded.forward(x)?)?
+            }
+            (Some((conv, bn)), _) => {
                 let d = taps.tap(&n.down_conv, conv.forward(x)?)?;
                 taps.tap(&n.down_bn, bn.forward(&d)?)?
             }
-            None => x.clone(),
+            (None, _) => x.clone(),
         };
-        ops::add_relu(&y, &identity, taps.relu_mode())
+        ops::add_relu(&y, &identity, mode)
     }
+}
+
+/// Whether a convolution and its batch norm run folded: when the call asks for neither's output.
+fn folds(taps: &Taps, conv: &str, bn: &str) -> bool {
+    !taps.wants(conv) && !taps.wants(bn)
+}
+
+/// Passes `y` through the taps `names` in order (the outputs of a folded or fused group of
+/// layers, of which only the last is `y`'s own): the last tap's result.
+fn tap_all(taps: &mut Taps, names: &[&str], mut y: Tensor) -> Result<Tensor> {
+    for name in names {
+        y = taps.tap(name, y)?;
+    }
+    Ok(y)
 }
 
 /// The batch norm `bn` tapped as `bn_name`, then the ReLU tapped as `relu_name`: fused into one op
@@ -282,6 +319,8 @@ pub struct ResNet {
     names: Vec<String>,
     classes: ClassNames,
     device: Device,
+    /// The stem's `conv1` folded with `bn1` ([`Conv::folded`]).
+    stem_folded: Conv,
 }
 
 impl ResNet {
@@ -291,8 +330,10 @@ impl ResNet {
         let mut steps: Vec<(String, Step)> = Vec::new();
         let mut names = Vec::new();
         let conv1 = Conv::load(&vb.pp("conv1"), (3, config.stem), 7, conv_cfg(2, 3, 1), false)?;
+        let bn1 = BatchNorm::load(&vb.pp("bn1"), config.stem)?;
+        let stem_folded = conv1.folded(&bn1)?;
         steps.push(("conv1".into(), Step::Conv(conv1)));
-        steps.push(("bn1".into(), Step::BatchNorm(BatchNorm::load(&vb.pp("bn1"), config.stem)?)));
+        steps.push(("bn1".into(), Step::BatchNorm(bn1)));
         steps.push(("relu".into(), Step::Relu));
         steps.push(("maxpool".into(), Step::MaxPool));
         names.extend(["conv1", "bn1", "relu", "maxpool"].map(String::from));
@@ -313,7 +354,7 @@ impl ResNet {
         steps.push(("fc".into(), Step::Fc(Linear::load(&vb.pp("fc"), (cin, config.num_classes))?)));
         names.extend(["avgpool", "fc"].map(String::from));
         let classes = ClassNames::for_head(config.num_classes, None);
-        Ok(ResNet { config, steps, names, classes, device })
+        Ok(ResNet { config, steps, names, classes, device, stem_folded })
     }
 
     /// Loads a torchvision or timm checkpoint, reading the depth, the widths and the class count
@@ -342,15 +383,31 @@ impl ResNet {
 
     /// Runs the steps from `from` on, passing each output through its tap.
     ///
-    /// The stem's batch norm and ReLU run as one fused op ([`ops::batch_norm_relu`]) when the call
-    /// asks nothing of the batch norm's output; both names still pass through [`Taps::tap`].
+    /// The stem's convolution, batch norm and ReLU run as the folded convolution with the ReLU
+    /// fused in ([`Conv::folded`]) when the call asks nothing of the convolution's or the batch
+    /// norm's output, and the batch norm and the ReLU as one fused op ([`ops::batch_norm_relu`])
+    /// when it asks nothing of the batch norm's; every name still passes through [`Taps::tap`].
     fn run(&self, from: usize, mut x: Tensor, taps: &mut Taps) -> Result<Tensor> {
         let steps = &self.steps[from..];
         // Whether the previous step was a batch norm fused with this ReLU.
         let mut fused = false;
+        // The steps left that the folded stem has computed already.
+        let mut folded = 0;
         for (i, (name, step)) in steps.iter().enumerate() {
             let relu_next = matches!(steps.get(i + 1), Some((_, Step::Relu)));
+            let stem = matches!(
+                (step, steps.get(i + 1), steps.get(i + 2)),
+                (Step::Conv(_), Some((bn, Step::BatchNorm(_))), Some((_, Step::Relu))) if folds(taps, name, bn)
+            );
             x = match step {
+                _ if folded > 0 => {
+                    folded -= 1;
+                    x
+                }
+                Step::Conv(_) if stem => {
+                    folded = 2;
+                    self.stem_folded.forward_relu(&x, taps.relu_mode(), true)?
+                }
                 Step::Conv(conv) => conv.forward(&x)?,
                 Step::BatchNorm(bn) if relu_next && !taps.wants(name) => {
                     fused = true;
@@ -475,32 +532,21 @@ impl ResNet {
                 inputs.len()
             )));
         }
+        // Each convolution runs folded with its batch norm, as the whole forward pass does.
         let x = &inputs[0];
         let conv = |c: &Conv, x: &Tensor| if padded { c.forward(x) } else { c.forward_unpadded(x) };
         let normal = ops::ReluMode::Normal;
         match *op {
-            IncOp::Stem => match (&self.steps[0].1, &self.steps[1].1) {
-                (Step::Conv(c), Step::BatchNorm(bn)) => bn.forward_relu(&conv(c, x)?, normal),
-                _ => Err(Error::msg("ResNet's first steps are not `conv1` and `bn1`")),
-            },
+            IncOp::Stem => self.stem_folded.forward_relu(x, normal, padded),
             IncOp::StemPool => {
                 let cfg = Pool2dConfig::new(3, 2);
                 ops::max_pool2d(x, if padded { cfg.padding(1) } else { cfg })
             }
-            IncOp::Conv1(s) => {
-                let b = self.block(s)?;
-                b.bn1.forward_relu(&conv(&b.conv1, x)?, normal)
-            }
-            IncOp::Conv2(s) => {
-                let b = self.block(s)?;
-                b.bn2.forward_relu(&conv(&b.conv2, x)?, normal)
-            }
-            IncOp::Conv3(s) => {
-                let b = self.block(s)?;
-                b.bn3.forward(&conv(&b.conv3, x)?)
-            }
-            IncOp::Shortcut(s) => match &self.block(s)?.downsample {
-                Some((c, bn)) => bn.forward(&conv(c, x)?),
+            IncOp::Conv1(s) => self.block(s)?.folded[0].forward_relu(x, normal, padded),
+            IncOp::Conv2(s) => self.block(s)?.folded[1].forward_relu(x, normal, padded),
+            IncOp::Conv3(s) => conv(&self.block(s)?.folded[2], x),
+            IncOp::Shortcut(s) => match &self.block(s)?.folded_down {
+                Some(c) => conv(c, x),
                 None => Err(Error::msg(format!("ResNet block `{}` has no downsample branch", self.steps[s].0))),
             },
             IncOp::Sum(_) => ops::add_relu(x, &inputs[1], normal),

@@ -73,3 +73,21 @@ pub fn same<T: PartialEq + std::fmt::Debug>(what: &str, a: &[T], b: &[T]) {
         panic!("{what}: {differing} of {} elements differ, the first at {i}: {:?} vs {:?}", a.len(), a[i], b[i]);
     }
 }
+
+/// The largest absolute difference of two vectors relative to the largest magnitude of `b`.
+pub fn rel_err(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len(), "lengths");
+    let peak = b.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let diff = a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+    if peak > 0.0 {
+        diff / peak
+    } else {
+        diff
+    }
+}
+
+/// Asserts that `a` is within `tolerance` of `b`, relative to `b`'s largest magnitude.
+pub fn close(what: &str, a: &[f32], b: &[f32], tolerance: f32) {
+    let err = rel_err(a, b);
+    assert!(err < tolerance, "{what}: relative max-abs difference {err:e} (tolerance {tolerance:e})");
+}
