@@ -79,16 +79,19 @@ fn check(kind: ModelKind, layers: [&str; 2], peer_ablation_quirk: &[&str]) {
             // Rounding the exact activations and gradients to float32 and taking the weights in float64
             // moves that map by only 4.5e-6 (8.2e-6 for the top targets), so the error comes from the
             // float32 forward and backward passes, not from the weights' arithmetic.
-            // pytorch-grad-cam's own float32 map is 1.3e-4 from its float64 map (given targets), and
-            // gaze's is 2.5e-4 and 1.3e-4 from it (given, top) and 1.3e-4 and 1.4e-4 from the peer's;
-            // computing gaze's weights in float64 moved those by under 3e-5, so they stay in float32.
+            // pytorch-grad-cam's own float32 map is 1.3e-4 from its float64 map (given targets);
+            // gaze's, whose Xception folds each batch norm into the convolution before it (a
+            // different float32 rounding of the same passes), is 4.1e-4 from it and 2.9e-4 from the
+            // peer's (given targets), so this case is held to the 6.4e-4 that float32 rounding can
+            // move it by; computing gaze's weights in float64 moved its map by under 3e-5, so they
+            // stay in float32.
             // Everywhere else gaze is within 2e-5 of the peer and of the float64 map.
             let ill_conditioned =
                 method == CamMethod::GradCamPlusPlus && kind == ModelKind::Xception && layer == "block6";
             let tolerance = if method.is_perturbation() {
                 1e-4f32.max(8.0 * logit_abs_err)
             } else if ill_conditioned {
-                3e-4
+                6.4e-4
             } else {
                 1e-4
             };

@@ -25,6 +25,8 @@
 //! `block2_sepconv2_act` is `block1.rep.2`, `block6_sepconv1` is `block5.rep.1`,
 //! `block14_sepconv1` is `conv3`, `block14_sepconv2_act` is `act4`.
 
+use std::collections::HashMap;
+
 use candle_core::{Device, Tensor};
 use candle_nn::VarBuilder;
 use gaze_engine::ops::{self, Pool2dConfig};
@@ -285,10 +287,18 @@ impl Block {
 
     /// The block before its output tap: the sum of the `rep` branch and the skip branch.
     ///
-    /// A batch norm and the ReLU after it run as one fused op (see [`run_layers`]).
-    fn forward(&self, input: &Tensor, taps: &mut Taps) -> Result<Tensor> {
-        let x = run_layers(self.rep.iter().map(|(name, layer)| (name.as_str(), layer)), input.clone(), taps)?;
+    /// A separable convolution and the batch norm after it run folded, a batch norm and the ReLU
+    /// after it fused (see [`run_layers`]); the skip branch's convolution and batch norm run
+    /// folded when the call asks for neither's output.
+    fn forward(&self, input: &Tensor, taps: &mut Taps, folds: &Folds) -> Result<Tensor> {
+        let layers: Vec<(&str, &Layer)> = self.rep.iter().map(|(name, layer)| (name.as_str(), layer)).collect();
+        let x = run_layers(&layers, input.clone(), taps, folds)?;
         let skip = match &self.skip {
+            Some((skip_name, _, bn_name, _)) if folds.runs(taps, skip_name, bn_name) => {
+                let s = folds.conv(skip_name)?.forward(input)?;
+                let s = taps.tap(skip_name, s)?;
+                taps.tap(bn_name, s)?
+            }
             Some((skip_name, conv, bn_name, bn)) => {
                 let s = taps.tap(skip_name, conv.forward(input)?)?;
                 taps.tap(bn_name, bn.forward(&s)?)?
@@ -299,23 +309,76 @@ impl Block {
     }
 }
 
+/// The convolutions folded with the batch norm after them ([`Conv::folded`]), by the tap name of
+/// the convolution (a separable convolution's pointwise one under the separable convolution's
+/// name), computed once when the model is built.
+#[derive(Clone, Debug, Default)]
+struct Folds(HashMap<String, Conv>);
+
+impl Folds {
+    /// Whether the convolution `conv` runs folded with the batch norm `bn`: when it has a folded
+    /// copy and the call asks for neither's output.
+    fn runs(&self, taps: &Taps, conv: &str, bn: &str) -> bool {
+        self.0.contains_key(conv) && !taps.wants(conv) && !taps.wants(bn)
+    }
+
+    fn conv(&self, conv: &str) -> Result<&Conv> {
+        self.0.get(conv).ok_or_else(|| Error::msg(format!("the Xception layer `{conv}` has no folded batch norm")))
+    }
+
+    /// Folds each convolution of `layers` (named) that a batch norm follows.
+    fn add<'a>(
+        &mut self,
+        layers: impl IntoIterator<Item = (&'a str, Option<&'a Conv>, Option<&'a BatchNorm>)>,
+    ) -> candle_core::Result<()> {
+        let layers: Vec<_> = layers.into_iter().collect();
+        for pair in layers.windows(2) {
+            if let [(name, Some(conv), _), (_, _, Some(bn))] = pair {
+                self.0.insert(name.to_string(), conv.folded(bn)?);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The convolution a layer's batch norm folds into: a separable convolution's pointwise one.
+fn foldable(layer: &Layer) -> (Option<&Conv>, Option<&BatchNorm>) {
+    match layer {
+        Layer::SepConv(sep) => (Some(&sep.pointwise), None),
+        Layer::BatchNorm(bn) => (None, Some(bn)),
+        _ => (None, None),
+    }
+}
+
 /// Runs `layers` in order on `x`, passing each output through its tap.
 ///
-/// A batch norm followed by a ReLU runs as one fused op ([`ops::batch_norm_relu`]) when the call
-/// asks nothing of the batch norm's own output: the graph then keeps one tensor for the pair, not
-/// two.
-/// Both names still pass through [`Taps::tap`] in order (the batch norm's with the ReLU's output,
-/// which no request reads), so the listing of layers is unchanged.
-fn run_layers<'a>(
-    layers: impl Iterator<Item = (&'a str, &'a Layer)>,
-    mut x: Tensor,
-    taps: &mut Taps,
-) -> Result<Tensor> {
-    let mut layers = layers.peekable();
+/// A separable convolution and the batch norm after it run as the depthwise convolution and the
+/// folded pointwise one ([`Conv::folded`]), with a ReLU after the batch norm fused in, when the
+/// call asks nothing of the separable convolution's or the batch norm's output; otherwise a
+/// batch norm followed by a ReLU runs as one fused op ([`ops::batch_norm_relu`]) when the call
+/// asks nothing of the batch norm's own output.
+/// Each folded or fused op keeps one tensor where the layers keep two or three, and every name
+/// still passes through [`Taps::tap`] in order (a folded or fused layer's with the output of the
+/// group's last layer, which no request reads), so the listing of layers is unchanged.
+fn run_layers(layers: &[(&str, &Layer)], mut x: Tensor, taps: &mut Taps, folds: &Folds) -> Result<Tensor> {
     // Whether the previous layer was a batch norm fused with this ReLU.
     let mut fused = false;
-    while let Some((name, layer)) = layers.next() {
-        let relu_next = matches!(layers.peek(), Some((_, Layer::Relu)));
+    let mut i = 0;
+    while let Some(&(name, layer)) = layers.get(i) {
+        let relu_next = matches!(layers.get(i + 1), Some((_, Layer::Relu)));
+        if let (Layer::SepConv(sep), Some(&(bn_name, Layer::BatchNorm(_)))) = (layer, layers.get(i + 1)) {
+            if folds.runs(taps, name, bn_name) {
+                let y = taps.tap(&sep.depthwise_name, sep.depthwise.forward(&x)?)?;
+                let relu = matches!(layers.get(i + 2), Some((_, Layer::Relu)));
+                let pointwise = folds.conv(name)?;
+                x = if relu { pointwise.forward_relu(&y, taps.relu_mode(), true)? } else { pointwise.forward(&y)? };
+                x = taps.tap(name, x)?;
+                x = taps.tap(bn_name, x)?;
+                fused = relu;
+                i += 2;
+                continue;
+            }
+        }
         x = match layer {
             Layer::BatchNorm(bn) if relu_next && !taps.wants(name) => {
                 fused = true;
@@ -325,6 +388,7 @@ fn run_layers<'a>(
             _ => layer.forward(&x, taps)?,
         };
         x = taps.tap(name, x)?;
+        i += 1;
     }
     Ok(x)
 }
@@ -351,6 +415,7 @@ pub struct Xception {
     aliases: Vec<(String, String)>,
     classes: ClassNames,
     device: Device,
+    folds: Folds,
 }
 
 impl Xception {
@@ -404,7 +469,27 @@ impl Xception {
         names.extend(["global_pool", "fc"].map(String::from));
         let aliases = keras_aliases();
         let classes = ClassNames::for_head(config.num_classes, None);
-        Ok(Xception { config, steps, names, aliases, classes, device })
+        let mut folds = Folds::default();
+        folds.add(steps.iter().map(|(name, step)| match step {
+            Step::Conv(conv) => (name.as_str(), Some(conv), None),
+            Step::Layer(layer) => {
+                let (conv, bn) = foldable(layer);
+                (name.as_str(), conv, bn)
+            }
+            _ => (name.as_str(), None, None),
+        }))?;
+        for (_, step) in &steps {
+            if let Step::Block(block) = step {
+                folds.add(block.rep.iter().map(|(name, layer)| {
+                    let (conv, bn) = foldable(layer);
+                    (name.as_str(), conv, bn)
+                }))?;
+                if let Some((skip, conv, skipbn, bn)) = &block.skip {
+                    folds.add([(skip.as_str(), Some(conv), None), (skipbn.as_str(), None, Some(bn))])?;
+                }
+            }
+        }
+        Ok(Xception { config, steps, names, aliases, classes, device, folds })
     }
 
     /// Loads a timm `legacy_xception` checkpoint, reading the widths and the class count from it (and
@@ -437,28 +522,57 @@ impl Xception {
         Preprocess::Tf { size: self.config.input_size as u32 }
     }
 
-    /// Runs the steps from `from` on, passing each output through its tap; a batch norm and the
-    /// ReLU after it (the stem's and the exit flow's) run as one fused op when the call asks
-    /// nothing of the batch norm's output (see [`run_layers`]).
-    fn run(&self, from: usize, mut x: Tensor, taps: &mut Taps) -> Result<Tensor> {
+    /// Runs the steps from `from` on, passing each output through its tap; a stem convolution,
+    /// its batch norm and its ReLU run as the folded convolution with the ReLU fused in when the
+    /// call asks nothing of the convolution's or the batch norm's output, and the plain layers
+    /// (the stem's batch norms and ReLUs, the exit flow) fold and fuse as [`run_layers`] does.
+    fn run(&self, from: usize, x: Tensor, taps: &mut Taps) -> Result<Tensor> {
         let steps = &self.steps[from..];
-        // Whether the previous step was a batch norm fused with this ReLU.
-        let mut fused = false;
-        for (i, (name, step)) in steps.iter().enumerate() {
-            let relu_next = matches!(steps.get(i + 1), Some((_, Step::Layer(Layer::Relu))));
+        let mut x = x;
+        let mut i = 0;
+        while i < steps.len() {
+            // A run of plain layers (the stem's, the exit flow's) goes through `run_layers`, which
+            // folds and fuses within it; the stem's convolutions fold here.
+            let run_end = (i..steps.len()).find(|&j| !matches!(steps[j].1, Step::Layer(_))).unwrap_or(steps.len());
+            if run_end > i {
+                let layers: Vec<(&str, &Layer)> = steps[i..run_end]
+                    .iter()
+                    .filter_map(|(name, step)| match step {
+                        Step::Layer(layer) => Some((name.as_str(), layer)),
+                        _ => None,
+                    })
+                    .collect();
+                x = run_layers(&layers, x, taps, &self.folds)?;
+                i = run_end;
+                continue;
+            }
+            let (name, step) = &steps[i];
+            let bn_next = match steps.get(i + 1) {
+                Some((bn, Step::Layer(Layer::BatchNorm(_)))) => Some(bn.as_str()),
+                _ => None,
+            };
             x = match step {
-                Step::Conv(conv) => conv.forward(&x)?,
-                Step::Layer(Layer::BatchNorm(bn)) if relu_next && !taps.wants(name) => {
-                    fused = true;
-                    bn.forward_relu(&x, taps.relu_mode())?
+                Step::Conv(_) if bn_next.is_some_and(|bn| self.folds.runs(taps, name, bn)) => {
+                    // The convolution, its batch norm and the ReLU after it as one op.
+                    let relu = matches!(steps.get(i + 2), Some((_, Step::Layer(Layer::Relu))));
+                    let conv = self.folds.conv(name)?;
+                    let mut y = if relu { conv.forward_relu(&x, taps.relu_mode(), true)? } else { conv.forward(&x)? };
+                    let group = if relu { 3 } else { 2 };
+                    for (name, _) in &steps[i..i + group] {
+                        y = taps.tap(name, y)?;
+                    }
+                    i += group;
+                    x = y;
+                    continue;
                 }
-                Step::Layer(Layer::Relu) if std::mem::take(&mut fused) => x,
+                Step::Conv(conv) => conv.forward(&x)?,
                 Step::Layer(layer) => layer.forward(&x, taps)?,
-                Step::Block(block) => block.forward(&x, taps)?,
+                Step::Block(block) => block.forward(&x, taps, &self.folds)?,
                 Step::GlobalPool => ops::adaptive_avg_pool2d(&x, (1, 1))?.flatten_from(1)?,
                 Step::Fc(fc) => fc.forward(&x)?,
             };
             x = taps.tap(name, x)?;
+            i += 1;
         }
         Ok(x)
     }
@@ -742,9 +856,10 @@ impl Xception {
             _ => Err(Error::msg(format!("the Xception layer `{}` is not a batch norm", self.layer_name(loc)))),
         };
         match *op {
+            // The convolutions run folded with their batch norms, as the whole forward pass does.
             IncOp::Stem(i) => match (&self.steps[i].1, self.steps.get(i + 1).map(|s| &s.1)) {
-                (Step::Conv(c), Some(Step::Layer(Layer::BatchNorm(bn)))) => {
-                    bn.forward_relu(&c.forward(x)?, ops::ReluMode::Normal)
+                (Step::Conv(_), Some(Step::Layer(Layer::BatchNorm(_)))) => {
+                    self.folds.conv(&self.steps[i].0)?.forward_relu(x, ops::ReluMode::Normal, true)
                 }
                 _ => Err(Error::msg(format!("Xception's `{}` is not a convolution and a batch norm", self.steps[i].0))),
             },
@@ -753,11 +868,12 @@ impl Xception {
                 conv(&self.separable(at)?.depthwise, &x)
             }
             IncOp::Pointwise { at, bn, relu: last } => {
-                let (bn, y) = (bn_at(bn)?, self.separable(at)?.pointwise.forward(x)?);
+                bn_at(bn)?;
+                let pointwise = self.folds.conv(&self.layer_name(at))?;
                 if last {
-                    bn.forward_relu(&y, ops::ReluMode::Normal)
+                    pointwise.forward_relu(x, ops::ReluMode::Normal, true)
                 } else {
-                    bn.forward(&y)
+                    pointwise.forward(x)
                 }
             }
             IncOp::MaxPool(_) => {
@@ -766,7 +882,7 @@ impl Xception {
             }
             IncOp::Skip(i) => match &self.steps[i].1 {
                 Step::Block(b) => match &b.skip {
-                    Some((_, c, _, bn)) => bn.forward(&c.forward(x)?),
+                    Some((skip, ..)) => self.folds.conv(skip)?.forward(x),
                     None => Err(Error::msg(format!("the Xception block `{}` has no skip branch", self.steps[i].0))),
                 },
                 _ => Err(Error::msg(format!("Xception's `{}` is not a block", self.steps[i].0))),
