@@ -269,11 +269,6 @@ impl Plan {
         self.n * self.oh().div_ceil(m) * self.ow().div_ceil(m)
     }
 
-    /// The elements of the input in zero-padded planes of whole tiles of side `m`.
-    fn padded(&self, m: usize) -> usize {
-        self.n * self.cin * (self.oh().div_ceil(m) * m + 2) * (self.ow().div_ceil(m) * m + 2)
-    }
-
     /// The variant that pays on this shape, if any: F(4×4, 3×3) when there are tiles enough to
     /// amortise its kernels (four times the weights' size, transformed on each call) and its
     /// wider transforms, F(2×2, 3×3) on smaller planes, and none (im2col and gemm) below that or
@@ -302,8 +297,7 @@ pub(crate) enum Variant {
 /// The convolution of `x` (`[n, cin, h, w]`, with the plan's padding) with the 3×3 kernels `w`
 /// (`[cout, cin, 3, 3]`; with `swap`, `w` is `[cin, cout, 3, 3]` and the kernels are its flipped
 /// transposes, as the input gradient needs), plus `bias`: `[n, cout, oh, ow]`.
-/// The transformed kernels and the padded input live in a buffer of the calling thread, reused
-/// across calls.
+/// The transformed kernels live in a buffer of the calling thread, reused across calls.
 pub(crate) fn convolve<T: Float>(
     p: Plan,
     variant: Variant,
@@ -321,12 +315,10 @@ pub(crate) fn convolve<T: Float>(
         swap: bool,
         bias: Option<&[T]>,
     ) -> Result<Vec<T>> {
-        let ul = A * A * p.cout * p.cin;
-        T::with_scratch(ul + p.padded(M), |buf| {
-            let (u, xp) = buf.split_at_mut(ul);
+        T::with_scratch(A * A * p.cout * p.cin, |u| {
             let dims = if swap { (p.cin, p.cout) } else { (p.cout, p.cin) };
             kernels::<T, A, M, W>(w, dims, swap, u)?;
-            conv::<T, A, M, W>(p, threads, x, u, bias, xp)
+            conv::<T, A, M, W>(p, threads, x, u, bias)
         })
     }
     match variant {
@@ -491,37 +483,23 @@ fn get<T: Float>(src: &[T], v: &mut Lanes<T>) {
 /// (`cout` of them over `cin` channels), plus `bias` when given: `[n, cout, oh, ow]`, split for
 /// `threads` threads.
 ///
-/// `xp` is a buffer of at least [`Plan::padded`] elements for the padded input.
 pub(crate) fn conv<T: Float, const A: usize, const M: usize, W: Transform<A, M>>(
     p: Plan,
     threads: usize,
     x: &[T],
     u: &[T],
     bias: Option<&[T]>,
-    xp: &mut [T],
 ) -> Result<Vec<T>> {
     let (oh, ow) = (p.oh(), p.ow());
     let (th, tw) = (oh.div_ceil(M), ow.div_ceil(M));
-    let (hp, wp) = (th * M + 2, tw * M + 2);
-    let plane = hp * wp;
-    if x.len() != p.n * p.cin * p.h * p.w || u.len() != p.cout * A * A * p.cin || xp.len() < p.n * p.cin * plane {
+    let wp = tw * M + 2;
+    if x.len() != p.n * p.cin * p.h * p.w || u.len() != p.cout * A * A * p.cin {
         candle_core::bail!("winograd conv: operands do not fit {p:?}");
     }
     let mut y = threads::filled(p.n * p.cout * oh * ow, T::ZERO)?;
     if y.is_empty() {
         return Ok(y);
     }
-    // The input in zero-padded planes of whole tiles.
-    let xp = &mut xp[..p.n * p.cin * plane];
-    threads::chunks_mut(xp, plane, p.n * p.cin * plane, |i, out| {
-        out.fill(T::ZERO);
-        let src = &x[i * p.h * p.w..(i + 1) * p.h * p.w];
-        for (iy, row) in src.chunks_exact(p.w).enumerate() {
-            let at = (iy + p.ph) * wp + p.pw;
-            out[at..at + p.w].copy_from_slice(row);
-        }
-        Ok(())
-    })?;
     // Bands of tile rows (of every image in turn) with at most 256 tiles each, fewer when the
     // transformed input and output of a band would pass 4 Mi elements, and at least two bands
     // per thread where there are rows enough; then blocks of output channels when the bands are
@@ -545,24 +523,27 @@ pub(crate) fn conv<T: Float, const A: usize, const M: usize, W: Transform<A, M>>
     let work = rows * tw * A * A * p.cin * p.cout;
     threads::run(jobs.len(), work, |j| {
         let ((r0, r1), (c0, c1)) = jobs[j];
-        let mut job = Job { cin: p.cin, plane, wp, ow, chans: (c0, c1), tiles: Vec::new(), images: Vec::new() };
+        let mut job = Job { p, wp, ow, chans: (c0, c1), tiles: Vec::new(), images: Vec::new() };
         // The band's tiles, and its output rows: for each image it touches, for each channel
         // of the block.
         let mut dst = Vec::with_capacity((r1 - r0) * (c1 - c0));
+        let mut slab = 0;
         for img in r0 / th..=(r1 - 1) / th {
             let (first, last) = (r0.max(img * th) - img * th, r1.min((img + 1) * th) - img * th);
             let (lo, hi) = (first * M, (last * M).min(oh));
+            let image = Segment { image: img, first_row: first * M, rows: (last - first) * M + 2, at: slab };
             for ty in first..last {
                 for tx in 0..tw {
                     job.tiles.push(Tile {
-                        input: img * p.cin * plane + ty * M * wp + tx * M,
+                        input: image.at + (ty - first) * M * wp + tx * M,
                         image: job.images.len(),
                         row: ty * M - lo,
                         col: tx * M,
                     });
                 }
             }
-            job.images.push(hi - lo);
+            slab += p.cin * image.rows * wp;
+            job.images.push((image, hi - lo));
             for co in c0..c1 {
                 // SAFETY: this job alone writes output rows `lo..hi` of channel `co` of image
                 // `img`: the bands share no tile rows, the blocks no channels.
@@ -570,14 +551,25 @@ pub(crate) fn conv<T: Float, const A: usize, const M: usize, W: Transform<A, M>>
             }
         }
         let bias = bias.map(|b| &b[c0..c1]);
-        let len = A * A * (p.cin + (c1 - c0)) * job.tiles.len();
-        T::with_scratch(len, |buf| simd!(run_job::<T, A, M, W>(&job, xp, u, bias, &mut dst, buf)))
+        let len = slab + A * A * (p.cin + (c1 - c0)) * job.tiles.len();
+        T::with_scratch(len, |buf| simd!(run_job::<T, A, M, W>(&job, x, u, bias, &mut dst, buf)))
     })?;
     Ok(y)
 }
 
-/// One tile of a job: where its input tile starts in the padded input, and where its output tile
-/// starts in the job's band of the image's output.
+/// The input rows of one image that a job's tiles read, copied with their zero padding into the
+/// job's buffer: padded rows `first_row..first_row + rows` (input row `first_row − ph` first),
+/// each `wp` wide, channel after channel, from element `at` of the buffer.
+#[derive(Clone, Copy)]
+struct Segment {
+    image: usize,
+    first_row: usize,
+    rows: usize,
+    at: usize,
+}
+
+/// One tile of a job: where its input tile starts in the job's padded copy of channel 0 (see
+/// [`Segment`]), and where its output tile starts in the job's band of the image's output.
 #[derive(Clone, Copy)]
 struct Tile {
     input: usize,
@@ -589,36 +581,58 @@ struct Tile {
 /// One job of [`conv`]: its tiles, the output rows of each image they cover, and the output
 /// channels `chans`.
 struct Job {
-    cin: usize,
-    plane: usize,
+    p: Plan,
     wp: usize,
     ow: usize,
     chans: (usize, usize),
     tiles: Vec<Tile>,
-    /// The rows of the job's band of each image it touches.
-    images: Vec<usize>,
+    /// Each image the job touches: its padded input rows and the rows of its output band.
+    images: Vec<(Segment, usize)>,
 }
 
 /// Transforms the job's input tiles, multiplies them by the kernels and writes the output tiles:
 /// `dst[i · channels + o]` is the band of image `i` (of the job's) and channel `chans.0 + o`;
-/// `buf` holds the transformed tiles (`A² · (cin + channels) · tiles` elements).
+/// `buf` holds the padded input rows (the segments') and the transformed tiles
+/// (`A² · (cin + channels) · tiles` elements).
 #[inline(always)]
 fn run_job<T: Float, const A: usize, const M: usize, W: Transform<A, M>>(
     job: &Job,
-    xp: &[T],
+    x: &[T],
     u: &[T],
     bias: Option<&[T]>,
     dst: &mut [&mut [T]],
     buf: &mut [T],
 ) -> Result<()> {
-    let Job { cin, plane, wp, ow, chans: (c0, c1), ref tiles, ref images, .. } = *job;
+    let Job { p, wp, ow, chans: (c0, c1), ref tiles, ref images } = *job;
+    let cin = p.cin;
     let (cr, nt) = (c1 - c0, tiles.len());
+    let slab = images.last().map_or(0, |(s, _)| s.at + cin * s.rows * wp);
     let (vl, ml) = (A * A * cin * nt, A * A * cr * nt);
-    if buf.len() < vl + ml {
-        candle_core::bail!("winograd conv: a scratch buffer of {} elements for {}", buf.len(), vl + ml);
+    if buf.len() < slab + vl + ml {
+        candle_core::bail!("winograd conv: a scratch buffer of {} elements for {}", buf.len(), slab + vl + ml);
     }
     {
-        let (v, mm) = buf.split_at_mut(vl);
+        let (xp, rest) = buf.split_at_mut(slab);
+        // The input rows the tiles read, zero-padded.
+        for (seg, _) in images {
+            let plane = seg.rows * wp;
+            for c in 0..cin {
+                let src = &x[(seg.image * cin + c) * p.h * p.w..(seg.image * cin + c + 1) * p.h * p.w];
+                let dst = &mut xp[seg.at + c * plane..seg.at + (c + 1) * plane];
+                for (r, row) in dst.chunks_exact_mut(wp).enumerate() {
+                    match (seg.first_row + r).checked_sub(p.ph).filter(|&iy| iy < p.h) {
+                        Some(iy) => {
+                            row[..p.pw].fill(T::ZERO);
+                            row[p.pw..p.pw + p.w].copy_from_slice(&src[iy * p.w..(iy + 1) * p.w]);
+                            row[p.pw + p.w..].fill(T::ZERO);
+                        }
+                        None => row.fill(T::ZERO),
+                    }
+                }
+            }
+        }
+        let xp = &*xp;
+        let (v, mm) = rest.split_at_mut(vl);
         // The input tiles, transformed: V[ξ][c][t].
         let mut d = [[[T::ZERO; L]; A]; A];
         let mut tv = [[[T::ZERO; L]; A]; A];
@@ -626,7 +640,7 @@ fn run_job<T: Float, const A: usize, const M: usize, W: Transform<A, M>>(
             for (t0, group) in tiles.chunks(L).enumerate().map(|(g, ts)| (g * L, ts)) {
                 let lanes = group.len();
                 for (l, tile) in group.iter().enumerate() {
-                    let at = tile.input + c * plane;
+                    let at = tile.input + c * images[tile.image].0.rows * wp;
                     for (i, di) in d.iter_mut().enumerate() {
                         let row = &xp[at + i * wp..at + i * wp + A];
                         for (j, dij) in di.iter_mut().enumerate() {
@@ -660,7 +674,7 @@ fn run_job<T: Float, const A: usize, const M: usize, W: Transform<A, M>>(
                 }
                 both(W::at, &m, &mut y);
                 for (l, tile) in group.iter().enumerate() {
-                    let (band, rows) = (&mut dst[tile.image * cr + o], images[tile.image]);
+                    let (band, rows) = (&mut dst[tile.image * cr + o], images[tile.image].1);
                     for (i, yi) in y.iter().enumerate().take(rows.saturating_sub(tile.row)) {
                         let row = &mut band[(tile.row + i) * ow..(tile.row + i + 1) * ow];
                         for (j, yij) in yi.iter().enumerate().take(ow.saturating_sub(tile.col)) {
@@ -757,9 +771,8 @@ mod tests {
             let want = naive(p, &x, &wt, &b);
             let mut u = vec![0.0; A * A * cout * cin];
             kernels::<f64, A, M, W>(&wt, (cout, cin), false, &mut u).unwrap();
-            let mut xp = vec![f64::NAN; p.padded(M)];
             for threads in [1, 2, 5] {
-                let got = conv::<f64, A, M, W>(p, threads, &x, &u, Some(&b), &mut xp).unwrap();
+                let got = conv::<f64, A, M, W>(p, threads, &x, &u, Some(&b)).unwrap();
                 assert_eq!(got.len(), want.len());
                 for (i, (g, e)) in got.iter().zip(&want).enumerate() {
                     assert!((g - e).abs() < tol, "F({M}) {p:?} threads {threads}: y[{i}] {g} vs {e}");
@@ -795,8 +808,7 @@ mod tests {
             let mut us = vec![0.0; A * A * cout * cin];
             kernels::<f64, A, M, W>(&wt, (cout, cin), true, &mut us).unwrap();
             let q = Plan { n, cin: cout, h: oh, w: ow, cout: cin, ph: 2 - ph, pw: 2 - pw };
-            let mut xp = vec![f64::NAN; q.padded(M)];
-            let got = conv::<f64, A, M, W>(q, 2, &dy, &us, None, &mut xp).unwrap();
+            let got = conv::<f64, A, M, W>(q, 2, &dy, &us, None).unwrap();
             for (i, (g, e)) in got.iter().zip(&dx).enumerate() {
                 assert!((g - e).abs() < tol, "F({M}) {p:?}: dx[{i}] {g} vs {e}");
             }
