@@ -1,11 +1,11 @@
-//! The fused convolution and ReLU against the two ops in sequence, in every ReLU mode, and against
-//! central finite differences.
+//! The fused convolution and ReLU, and the fused convolution, residual sum and ReLU, against the
+//! ops in sequence, in every ReLU mode, and against central finite differences.
 
 mod common;
 
 use candle_core::{DType, Tensor, Var};
 use common::{check_gradients, constant, random, values, var};
-use gaze_engine::ops::{conv2d, conv2d_relu, relu, Conv2dConfig, ReluMode};
+use gaze_engine::ops::{add_relu, conv2d, conv2d_add_relu, conv2d_relu, relu, Conv2dConfig, ReluMode};
 
 const MODES: [ReluMode; 3] = [ReluMode::Normal, ReluMode::Guided, ReluMode::Deconvnet];
 
@@ -156,4 +156,81 @@ fn fused_rejects_what_conv2d_rejects() {
         .to_string();
     assert!(e.contains("bias") && e.contains("[5]"), "{e}");
     assert!(conv2d_relu(&x, &w, None, Conv2dConfig::default().groups(3), ReluMode::Guided).is_err());
+}
+
+/// The convolution with a constant bias, plus a residual, then the ReLU, as one op: the values and
+/// the gradients of the input, the weight and the residual equal the three ops' bit for bit, in
+/// every mode and on every shape (a residual cancelling some outputs exactly, so the rules at 0
+/// are exercised).
+#[test]
+fn conv_add_relu_equals_the_three_ops_in_every_mode_bit_for_bit() {
+    for (i, (label, xs, ws, cfg)) in cases().into_iter().enumerate() {
+        let seed = 900 + 10 * i as u64;
+        let x = var(&xs, seed);
+        let w = var(&ws, seed + 1);
+        let b = random(&[ws[0]], seed + 2);
+        let y0 = conv2d(x.as_tensor(), w.as_tensor(), Some(&b), cfg).unwrap();
+        // The residual cancels the convolution on channel 1: sums of exactly 0 there.
+        let mask: Vec<f64> = (0..ws[0]).map(|c| if c == 1 { 0.0 } else { 1.0 }).collect();
+        let mask = Tensor::from_vec(mask, (1, ws[0], 1, 1), &candle_core::Device::Cpu).unwrap();
+        let other = random(y0.dims(), seed + 3);
+        let cancel = (y0.neg().unwrap().broadcast_mul(&(1.0 - &mask).unwrap()).unwrap()
+            + other.broadcast_mul(&mask).unwrap())
+        .unwrap();
+        let residual = Var::from_tensor(&cancel.detach()).unwrap();
+        let r = random(y0.dims(), seed + 4);
+        for mode in MODES {
+            let grads = |y: Tensor| {
+                let g = (&y * &r).unwrap().sum_all().unwrap().backward().unwrap();
+                let mut out = vec![values(&y)];
+                for v in [&x, &w, &residual] {
+                    out.push(values(g.get(v.as_tensor()).expect("a gradient for every variable")));
+                }
+                out
+            };
+            let fused = grads(
+                conv2d_add_relu(x.as_tensor(), w.as_tensor(), Some(&b), residual.as_tensor(), cfg, mode).unwrap(),
+            );
+            let unfused = grads(
+                add_relu(&conv2d(x.as_tensor(), w.as_tensor(), Some(&b), cfg).unwrap(), residual.as_tensor(), mode)
+                    .unwrap(),
+            );
+            assert!(fused[0].contains(&0.0), "{label}: sums of exactly 0");
+            for (what, (a, e)) in ["y", "dx", "dw", "dresidual"].iter().zip(fused.iter().zip(&unfused)) {
+                assert_eq!(a, e, "{label} {mode:?}: {what}");
+            }
+        }
+    }
+}
+
+#[test]
+fn conv_add_relu_gradients_match_finite_differences() {
+    for (i, (label, xs, ws, cfg)) in cases().into_iter().enumerate() {
+        let seed = 1100 + 10 * i as u64;
+        let x = var(&[2, xs[1], xs[2], xs[3]], seed);
+        let w = var(&ws, seed + 1);
+        let b = random(&[ws[0]], seed + 2);
+        let shape = conv2d(&x, &w, Some(&b), cfg).unwrap().dims().to_vec();
+        let residual = var(&shape, seed + 3);
+        check_gradients(
+            &format!("conv2d_add_relu {label}"),
+            &[("x", &x), ("weight", &w), ("residual", &residual)],
+            || conv2d_add_relu(&x, &w, Some(&b), &residual, cfg, ReluMode::Normal),
+            seed + 4,
+        );
+    }
+}
+
+/// A tracked bias gets its gradient (the ops then run one by one); a residual of the wrong shape
+/// is an error naming the shape expected.
+#[test]
+fn conv_add_relu_with_a_tracked_bias_and_a_wrong_residual() {
+    let cfg = Conv2dConfig::default().padding(1);
+    let (x, w, b) = (var(&[2, 4, 9, 7], 1301), var(&[5, 4, 3, 3], 1302), var(&[5], 1303));
+    let residual = random(&[2, 5, 9, 7], 1304);
+    let y = conv2d_add_relu(&x, &w, Some(&b), &residual, cfg, ReluMode::Normal).unwrap();
+    let grads = y.sum_all().unwrap().backward().unwrap();
+    assert!(grads.get(b.as_tensor()).is_some(), "the tracked bias has a gradient");
+    let e = conv2d_add_relu(&x, &w, None, &random(&[2, 5, 9, 6], 1305), cfg, ReluMode::Normal).unwrap_err().to_string();
+    assert!(e.contains("residual") && e.contains("[2, 5, 9, 7]"), "{e}");
 }

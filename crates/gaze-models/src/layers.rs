@@ -72,6 +72,15 @@ impl Conv {
     }
 }
 
+impl Conv {
+    /// The convolution, plus `residual`, then a ReLU with the backward rule `mode`, as one fused
+    /// op ([`ops::conv2d_add_relu`]): for a residual block whose convolution's own output nobody
+    /// asks for.
+    pub fn forward_add_relu(&self, x: &Tensor, residual: &Tensor, mode: ops::ReluMode) -> Result<Tensor> {
+        ops::conv2d_add_relu(x, &self.w, self.b.as_ref(), residual, self.cfg, mode)
+    }
+}
+
 /// A convolution's geometry: `stride`, `padding` and `groups`, square in both directions.
 pub(crate) fn conv_cfg(stride: usize, padding: usize, groups: usize) -> Conv2dConfig {
     Conv2dConfig { stride: (stride, stride), padding: (padding, padding), groups, ..Default::default() }

@@ -226,7 +226,8 @@ impl Bottleneck {
     /// convolution's or the batch norm's own output; a batch norm whose convolution's output is
     /// asked for runs with its ReLU fused ([`ops::batch_norm_relu`]) unless its own output is
     /// asked for too; the residual sum and the last ReLU always run as one op ([`ops::add_relu`]:
-    /// the sum has no tap).
+    /// the sum has no tap), and when `conv3` and the shortcut fold, `conv3`, the sum and the ReLU
+    /// run as one ([`Conv::forward_add_relu`]).
     /// Every name still passes through [`Taps::tap`] in order (a folded or fused layer's with the
     /// output of the last layer of the group, which no request reads), so the listing of layers is
     /// unchanged.
@@ -247,6 +248,21 @@ impl Bottleneck {
             let y = taps.tap(&n.conv2, self.conv2.forward(&y)?)?;
             bn_relu(taps, &n.bn2, &n.act2, &self.bn2, &y)?
         };
+        let down_folds = self.downsample.is_none() || folds(taps, &n.down_conv, &n.down_bn);
+        if folds(taps, &n.conv3, &n.bn3) && down_folds {
+            // `conv3` and `bn3` folded, the shortcut (folded too) added and the last ReLU, as one
+            // op: neither `conv3`'s output nor the shortcut's is kept beside the block's output.
+            let identity = match &self.folded_down {
+                Some(folded) => folded.forward(x)?,
+                None => x.clone(),
+            };
+            let out = self.folded[2].forward_add_relu(&y, &identity, mode)?;
+            let names: &[&str] = match self.downsample {
+                Some(_) => &[&n.conv3, &n.bn3, &n.down_conv, &n.down_bn],
+                None => &[&n.conv3, &n.bn3],
+            };
+            return tap_all(taps, names, out);
+        }
         let y = if folds(taps, &n.conv3, &n.bn3) {
             tap_all(taps, &[&n.conv3, &n.bn3], self.folded[2].forward(&y)?)?
         } else {
@@ -254,9 +270,7 @@ impl Bottleneck {
             taps.tap(&n.bn3, self.bn3.forward(&y)?)?
         };
         let identity = match (&self.downsample, &self.folded_down) {
-            (Some(_), Some(folded)) if folds(taps, &n.down_conv, &n.down_bn) => {
-                tap_all(taps, &[&n.down_conv, &n.down_bn], folded.forward(x)?)?
-            }
+            (Some(_), Some(folded)) if down_folds => tap_all(taps, &[&n.down_conv, &n.down_bn], folded.forward(x)?)?,
             (Some((conv, bn)), _) => {
                 let d = taps.tap(&n.down_conv, conv.forward(x)?)?;
                 taps.tap(&n.down_bn, bn.forward(&d)?)?

@@ -945,6 +945,110 @@ pub fn conv2d_relu(
     Ok(x.apply_op3(&weight, &bias, Conv2d { g: geom, relu: Some(mode) })?)
 }
 
+/// [`conv2d`], plus `residual` (a tensor of the output's shape), then [`relu`](fn@super::relu)
+/// with the backward rule `mode`, as one graph node: `max(conv2d(x, weight, bias, cfg) + residual, 0)`.
+///
+/// The values and every gradient are those of the three ops in sequence, but the graph keeps
+/// only the ReLU's output, where they keep the convolution's output and the sum too; a residual
+/// block ends with it (ResNet-50's `conv3`, its batch norm folded in, and the residual sum) where
+/// nothing asks for the convolution's output.
+/// A bias that is tracked (a variable) needs a gradient of its own; then the three ops run one by
+/// one.
+pub fn conv2d_add_relu(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+    residual: &Tensor,
+    cfg: Conv2dConfig,
+    mode: ReluMode,
+) -> Result<Tensor> {
+    if bias.is_some_and(|b| b.track_op()) {
+        return super::add_relu(&conv2d(x, weight, bias, cfg)?, residual, mode);
+    }
+    let (g, x, weight, bias) = operands(x, weight, bias, cfg)?;
+    let out = [g.n, g.cout, g.oh, g.ow];
+    if residual.dims() != out {
+        return Err(Error::Shape {
+            what: "conv2d_add_relu residual".into(),
+            expected: format!("{out:?}, the convolution's output"),
+            got: residual.dims().to_vec(),
+        });
+    }
+    same_dtype("conv2d_add_relu", &[("input", &x), ("residual", residual)])?;
+    let bias = bias.to_dtype(candle_core::DType::F64)?.to_vec1::<f64>()?;
+    Ok(x.apply_op3(&weight, &residual.contiguous()?, Conv2dAddRelu { g, mode, bias })?)
+}
+
+/// [`conv2d_add_relu`]'s op: `(x, W, r) ↦ max(conv(x, W) + b + r, 0)` with the bias `b` a constant.
+struct Conv2dAddRelu {
+    g: Geom,
+    mode: ReluMode,
+    bias: Vec<f64>,
+}
+
+impl CustomOp3 for Conv2dAddRelu {
+    fn name(&self) -> &'static str {
+        "gaze-conv2d-add-relu"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> CResult<(CpuStorage, Shape)> {
+        fn run<T: Float>(
+            op: &Conv2dAddRelu,
+            (s1, l1): (&CpuStorage, &Layout),
+            (s2, l2): (&CpuStorage, &Layout),
+            (s3, l3): (&CpuStorage, &Layout),
+        ) -> CResult<(CpuStorage, Shape)> {
+            let g = &op.g;
+            let bias: Vec<T> = op.bias.iter().map(|&b| T::from_f64(b)).collect();
+            let residual = slice::<T>(s3, l3)?;
+            let mut y = forward(g, slice::<T>(s1, l1)?, slice::<T>(s2, l2)?, &bias)?;
+            if residual.len() != y.len() {
+                candle_core::bail!("conv2d_add_relu: a residual of {} elements for {}", residual.len(), y.len());
+            }
+            let (p, len) = (g.plane().max(1), y.len());
+            threads::chunks_mut(&mut y, p, len, |i, plane| {
+                for (v, &r) in plane.iter_mut().zip(&residual[i * p..]) {
+                    *v = positive(*v + r);
+                }
+                Ok(())
+            })?;
+            output(y, (g.n, g.cout, g.oh, g.ow))
+        }
+        dispatch_float!("conv2d_add_relu", s1, run(self, (s1, l1), (s2, l2), (s3, l3)))
+    }
+
+    host_fallback!(op3);
+
+    /// The gradient after the ReLU's rule goes to the residual as it is and through the
+    /// convolution's backward to the input (and to the weight when it is tracked).
+    fn bwd(
+        &self,
+        x: &Tensor,
+        weight: &Tensor,
+        residual: &Tensor,
+        res: &Tensor,
+        grad: &Tensor,
+    ) -> CResult<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        if !(x.track_op() || weight.track_op() || residual.track_op()) {
+            return Ok((None, None, None));
+        }
+        let grad = res.apply_op2_no_bwd(&grad.contiguous()?, &ReluBackward(self.mode))?;
+        let g = &self.g;
+        let dx = if x.track_op() { Some(grad.apply_op2_no_bwd(weight, &ConvBackward::Input(*g))?) } else { None };
+        let dw = if weight.track_op() { Some(x.apply_op2_no_bwd(&grad, &ConvBackward::Weight(*g))?) } else { None };
+        let dr = if residual.track_op() { Some(grad) } else { None };
+        Ok((dx, dw, dr))
+    }
+}
+
 /// Checks a convolution's operands and returns its geometry with the input, the weight and the
 /// bias (zeros when there is none), contiguous.
 fn operands(

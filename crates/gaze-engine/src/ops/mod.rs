@@ -9,7 +9,8 @@
 //!
 //! The ops: [`conv2d`] (Winograd's minimal filtering for 3×3 stride-1 convolutions, im2col and
 //! `gemm` for the others, direct loops for depthwise ones),
-//! [`conv2d_relu`] (a convolution and a ReLU fused into one graph node), [`linear`],
+//! [`conv2d_relu`] (a convolution and a ReLU fused into one graph node), [`conv2d_add_relu`] (a
+//! convolution, a residual sum and a ReLU as one node), [`linear`],
 //! [`max_pool2d`], [`avg_pool2d`], [`adaptive_avg_pool2d`], [`upsample_bilinear2d`], [`batch_norm`]
 //! (inference mode), [`relu`] with its guided and deconvnet rules, [`batch_norm_relu`] and
 //! [`add_relu`] (a batch normalisation or a sum fused with its ReLU), and [`softmax_last_dim`].
@@ -48,7 +49,7 @@ mod threads;
 mod upsample;
 mod winograd;
 
-pub use conv::{conv2d, conv2d_relu, Conv2dConfig};
+pub use conv::{conv2d, conv2d_add_relu, conv2d_relu, Conv2dConfig};
 pub use linear::linear;
 pub use norm::{batch_norm, batch_norm_relu};
 pub use pool::{adaptive_avg_pool2d, avg_pool2d, max_pool2d, Pool2dConfig};
