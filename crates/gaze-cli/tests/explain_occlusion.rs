@@ -1,6 +1,6 @@
 //! `gaze explain --method occlusion` recomputes only what each window changes where the model
 //! describes its spatial stages (VGG16), with the same raw maps as the full re-computation that
-//! `GAZE_OCCLUSION_INCREMENTAL=0` forces.
+//! `GAZE_OCCLUSION_INCREMENTAL=0` forces, up to float32 rounding.
 
 use std::path::Path;
 use std::process::Command;
@@ -62,8 +62,11 @@ fn incremental_occlusion_on_vgg16_gives_the_full_paths_raw_maps() {
         assert_eq!(inc.dims()[..2], [1, 2], "{style}");
         let max = full.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
         assert!(max > 1e-3, "{style}: the map is all zeros, so the comparison would prove nothing");
+        // The full path runs its batches of occluded copies through Winograd's convolutions where
+        // the incremental path's small crops run im2col: the same sums, rounded differently
+        // (1.2e-5 measured).
         let err = rel_max_abs_err(&inc, &full).unwrap();
-        assert!(err < 1e-5, "{style}: incremental against full: {err}");
+        assert!(err < 5e-5, "{style}: incremental against full: {err}");
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
