@@ -12,11 +12,12 @@
 //! convolution of the output gradient, with the kernels flipped, the channel roles swapped and
 //! padding `2 − p`, so one routine serves both passes.
 //!
-//! Layout: the input is copied once into zero-padded planes whose sizes are whole tiles (no bounds
-//! checks in the loops); the work is split into jobs of (image, band of tile rows, block of output
-//! channels), each transforming its tiles into a buffer of its thread, multiplying, and writing its
-//! band of output rows. The transforms run eight tiles at a time, one per SIMD lane (AVX2 where the
-//! CPU has it).
+//! Layout: the work is split into jobs of (band of tile rows, of one image or several in turn;
+//! block of output channels). Each job copies the input rows its tiles read into a buffer of its
+//! thread, zero-padded to whole tiles and with blocks of eight channels innermost, transforms its
+//! tiles eight channels at a time (one per SIMD lane, AVX2 where the CPU has it), multiplies, and
+//! transforms the products back eight tiles at a time into its band of output rows.
+//! The kernels are transformed once per call, in parallel, into a buffer of the calling thread.
 
 use std::sync::atomic::{AtomicU8, Ordering};
 
@@ -535,14 +536,14 @@ pub(crate) fn conv<T: Float, const A: usize, const M: usize, W: Transform<A, M>>
             for ty in first..last {
                 for tx in 0..tw {
                     job.tiles.push(Tile {
-                        input: image.at + (ty - first) * M * wp + tx * M,
+                        input: image.at + ((ty - first) * M * wp + tx * M) * L,
                         image: job.images.len(),
                         row: ty * M - lo,
                         col: tx * M,
                     });
                 }
             }
-            slab += p.cin * image.rows * wp;
+            slab += p.cin.div_ceil(L) * image.rows * wp * L;
             job.images.push((image, hi - lo));
             for co in c0..c1 {
                 // SAFETY: this job alone writes output rows `lo..hi` of channel `co` of image
@@ -559,7 +560,9 @@ pub(crate) fn conv<T: Float, const A: usize, const M: usize, W: Transform<A, M>>
 
 /// The input rows of one image that a job's tiles read, copied with their zero padding into the
 /// job's buffer: padded rows `first_row..first_row + rows` (input row `first_row − ph` first),
-/// each `wp` wide, channel after channel, from element `at` of the buffer.
+/// each `wp` wide, in blocks of [`L`] channels with the block's channels innermost
+/// (`[block][row][column][channel]`, channels past the last zero), from element `at` of the
+/// buffer: a tile's element for a block of channels is one vector load.
 #[derive(Clone, Copy)]
 struct Segment {
     image: usize,
@@ -568,8 +571,9 @@ struct Segment {
     at: usize,
 }
 
-/// One tile of a job: where its input tile starts in the job's padded copy of channel 0 (see
-/// [`Segment`]), and where its output tile starts in the job's band of the image's output.
+/// One tile of a job: where its input tile starts in the job's padded copy of the first block of
+/// channels (see [`Segment`]), and where its output tile starts in the job's band of the image's
+/// output.
 #[derive(Clone, Copy)]
 struct Tile {
     input: usize,
@@ -606,59 +610,72 @@ fn run_job<T: Float, const A: usize, const M: usize, W: Transform<A, M>>(
     let Job { p, wp, ow, chans: (c0, c1), ref tiles, ref images } = *job;
     let cin = p.cin;
     let (cr, nt) = (c1 - c0, tiles.len());
-    let slab = images.last().map_or(0, |(s, _)| s.at + cin * s.rows * wp);
+    let blocks = cin.div_ceil(L);
+    let slab = images.last().map_or(0, |(s, _)| s.at + blocks * s.rows * wp * L);
     let (vl, ml) = (A * A * cin * nt, A * A * cr * nt);
     if buf.len() < slab + vl + ml {
         candle_core::bail!("winograd conv: a scratch buffer of {} elements for {}", buf.len(), slab + vl + ml);
     }
     {
         let (xp, rest) = buf.split_at_mut(slab);
-        // The input rows the tiles read, zero-padded.
+        // The input rows the tiles read, zero-padded, channels innermost in blocks of `L`.
         for (seg, _) in images {
-            let plane = seg.rows * wp;
-            for c in 0..cin {
-                let src = &x[(seg.image * cin + c) * p.h * p.w..(seg.image * cin + c + 1) * p.h * p.w];
-                let dst = &mut xp[seg.at + c * plane..seg.at + (c + 1) * plane];
-                for (r, row) in dst.chunks_exact_mut(wp).enumerate() {
-                    match (seg.first_row + r).checked_sub(p.ph).filter(|&iy| iy < p.h) {
-                        Some(iy) => {
-                            row[..p.pw].fill(T::ZERO);
-                            row[p.pw..p.pw + p.w].copy_from_slice(&src[iy * p.w..(iy + 1) * p.w]);
-                            row[p.pw + p.w..].fill(T::ZERO);
+            let block = seg.rows * wp * L;
+            for cb in 0..blocks {
+                let dst = &mut xp[seg.at + cb * block..seg.at + (cb + 1) * block];
+                for (r, row) in dst.chunks_exact_mut(wp * L).enumerate() {
+                    let iy = (seg.first_row + r).checked_sub(p.ph).filter(|&iy| iy < p.h);
+                    let Some(iy) = iy else {
+                        row.fill(T::ZERO);
+                        continue;
+                    };
+                    row[..p.pw * L].fill(T::ZERO);
+                    row[(p.pw + p.w) * L..].fill(T::ZERO);
+                    for l in 0..L {
+                        let c = cb * L + l;
+                        if c >= cin {
+                            for ix in 0..p.w {
+                                row[(p.pw + ix) * L + l] = T::ZERO;
+                            }
+                            continue;
                         }
-                        None => row.fill(T::ZERO),
+                        let src =
+                            &x[((seg.image * cin + c) * p.h + iy) * p.w..((seg.image * cin + c) * p.h + iy + 1) * p.w];
+                        for (ix, &v) in src.iter().enumerate() {
+                            row[(p.pw + ix) * L + l] = v;
+                        }
                     }
                 }
             }
         }
         let xp = &*xp;
         let (v, mm) = rest.split_at_mut(vl);
-        // The input tiles, transformed: V[ξ][c][t].
+        // The input tiles, transformed, a block of `L` channels at a time: V[t][ξ][c], so that a
+        // tile's stores stay within a few kilobytes.
         let mut d = [[[T::ZERO; L]; A]; A];
         let mut tv = [[[T::ZERO; L]; A]; A];
-        for c in 0..cin {
-            for (t0, group) in tiles.chunks(L).enumerate().map(|(g, ts)| (g * L, ts)) {
-                let lanes = group.len();
-                for (l, tile) in group.iter().enumerate() {
-                    let at = tile.input + c * images[tile.image].0.rows * wp;
-                    for (i, di) in d.iter_mut().enumerate() {
-                        let row = &xp[at + i * wp..at + i * wp + A];
-                        for (j, dij) in di.iter_mut().enumerate() {
-                            dij[l] = row[j];
-                        }
+        for (t, tile) in tiles.iter().enumerate() {
+            let block = images[tile.image].0.rows * wp * L;
+            for cb in 0..blocks {
+                let at = tile.input + cb * block;
+                for (i, di) in d.iter_mut().enumerate() {
+                    let row = &xp[at + i * wp * L..at + (i * wp + A) * L];
+                    for (dij, px) in di.iter_mut().zip(row.chunks_exact(L)) {
+                        get(px, dij);
                     }
                 }
                 both(W::bt, &d, &mut tv);
+                let lanes = (cin - cb * L).min(L);
                 for (xi, vals) in tv.iter().flatten().enumerate() {
-                    let at = (xi * cin + c) * nt + t0;
+                    let at = (t * A * A + xi) * cin + cb * L;
                     put(&mut v[at..at + lanes], vals);
                 }
             }
         }
-        // The products: M_ξ = U_ξ[c0..c1] · V_ξ.
+        // The products: M_ξ = U_ξ[c0..c1] · V_ξ (V_ξ's column `t` at `V[t][ξ]`).
         for xi in 0..A * A {
             let a = Mat { data: &u[(c0 * A * A + xi) * cin..], rs: A * A * cin, cs: 1 };
-            let b = Mat::rows(&v[xi * cin * nt..(xi + 1) * cin * nt], nt);
+            let b = Mat { data: &v[xi * cin..], rs: 1, cs: A * A * cin };
             matmul_serial(cr, nt, cin, &mut mm[xi * cr * nt..(xi + 1) * cr * nt], nt, false, a, b)?;
         }
         // The output tiles: Aᵀ M A (+ bias) into the bands.
