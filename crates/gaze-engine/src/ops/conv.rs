@@ -843,13 +843,7 @@ impl CustomOp3 for Conv2d {
         ) -> CResult<(CpuStorage, Shape)> {
             let mut y = forward(g, slice::<T>(s1, l1)?, slice::<T>(s2, l2)?, slice::<T>(s3, l3)?)?;
             if relu {
-                let (p, len) = (g.plane().max(1), y.len());
-                threads::chunks_mut(&mut y, p, len, |_, plane| {
-                    for v in plane.iter_mut() {
-                        *v = positive(*v);
-                    }
-                    Ok(())
-                })?;
+                relu_in_place(g, &mut y, None)?;
             }
             output(y, (g.n, g.cout, g.oh, g.ow))
         }
@@ -876,12 +870,43 @@ impl CustomOp3 for Conv2d {
             Some(mode) => res.apply_op2_no_bwd(&grad.contiguous()?, &ReluBackward(mode))?,
             None => grad.contiguous()?,
         };
-        let g = &self.g;
-        let dx = if x.track_op() { Some(grad.apply_op2_no_bwd(weight, &ConvBackward::Input(*g))?) } else { None };
-        let dw = if weight.track_op() { Some(x.apply_op2_no_bwd(&grad, &ConvBackward::Weight(*g))?) } else { None };
+        let (dx, dw) = input_and_weight_grads(&self.g, x, weight, &grad)?;
         let db = if bias.track_op() { Some(grad.sum((0, 2, 3))?) } else { None };
         Ok((dx, dw, db))
     }
+}
+
+/// `y ← max(y (+ residual), 0)` in place, plane by plane on the ops' threads: the epilogue of the
+/// fused convolutions.
+fn relu_in_place<T: Float>(g: &Geom, y: &mut [T], residual: Option<&[T]>) -> CResult<()> {
+    if residual.is_some_and(|r| r.len() != y.len()) {
+        candle_core::bail!(
+            "conv2d_add_relu: a residual of {} elements for {}",
+            residual.map_or(0, <[T]>::len),
+            y.len()
+        );
+    }
+    let (p, len) = (g.plane().max(1), y.len());
+    threads::chunks_mut(y, p, len, |i, plane| {
+        match residual {
+            Some(r) => plane.iter_mut().zip(&r[i * p..]).for_each(|(v, &r)| *v = positive(*v + r)),
+            None => plane.iter_mut().for_each(|v| *v = positive(*v)),
+        }
+        Ok(())
+    })
+}
+
+/// The convolution's input gradient and weight gradient for the output gradient `grad` (after any
+/// ReLU's rule), each only when its operand is tracked.
+fn input_and_weight_grads(
+    g: &Geom,
+    x: &Tensor,
+    weight: &Tensor,
+    grad: &Tensor,
+) -> CResult<(Option<Tensor>, Option<Tensor>)> {
+    let dx = if x.track_op() { Some(grad.apply_op2_no_bwd(weight, &ConvBackward::Input(*g))?) } else { None };
+    let dw = if weight.track_op() { Some(x.apply_op2_no_bwd(grad, &ConvBackward::Weight(*g))?) } else { None };
+    Ok((dx, dw))
 }
 
 /// The gradients of [`Conv2d`]: `(dy, W) ↦ dx` (the transposed convolution, by gemm and col2im)
@@ -1010,16 +1035,7 @@ impl CustomOp3 for Conv2dAddRelu {
             let bias: Vec<T> = op.bias.iter().map(|&b| T::from_f64(b)).collect();
             let residual = slice::<T>(s3, l3)?;
             let mut y = forward(g, slice::<T>(s1, l1)?, slice::<T>(s2, l2)?, &bias)?;
-            if residual.len() != y.len() {
-                candle_core::bail!("conv2d_add_relu: a residual of {} elements for {}", residual.len(), y.len());
-            }
-            let (p, len) = (g.plane().max(1), y.len());
-            threads::chunks_mut(&mut y, p, len, |i, plane| {
-                for (v, &r) in plane.iter_mut().zip(&residual[i * p..]) {
-                    *v = positive(*v + r);
-                }
-                Ok(())
-            })?;
+            relu_in_place(g, &mut y, Some(residual))?;
             output(y, (g.n, g.cout, g.oh, g.ow))
         }
         dispatch_float!("conv2d_add_relu", s1, run(self, (s1, l1), (s2, l2), (s3, l3)))
@@ -1041,9 +1057,7 @@ impl CustomOp3 for Conv2dAddRelu {
             return Ok((None, None, None));
         }
         let grad = res.apply_op2_no_bwd(&grad.contiguous()?, &ReluBackward(self.mode))?;
-        let g = &self.g;
-        let dx = if x.track_op() { Some(grad.apply_op2_no_bwd(weight, &ConvBackward::Input(*g))?) } else { None };
-        let dw = if weight.track_op() { Some(x.apply_op2_no_bwd(&grad, &ConvBackward::Weight(*g))?) } else { None };
+        let (dx, dw) = input_and_weight_grads(&self.g, x, weight, &grad)?;
         let dr = if residual.track_op() { Some(grad) } else { None };
         Ok((dx, dw, dr))
     }
