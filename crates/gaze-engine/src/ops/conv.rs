@@ -1201,4 +1201,34 @@ mod tests {
         }
         assert_eq!(winograd_cases, 3, "the last three shapes run Winograd's variants both ways");
     }
+
+    /// In `f32`, a batch gives each image the values of a call on that image alone, bit for bit,
+    /// on shapes that run Winograd's F(4×4, 3×3) and F(2×2, 3×3) and im2col, forward and input
+    /// gradient: the algorithm is chosen per plane, and each image's sums are the same.
+    #[test]
+    fn a_batch_equals_its_images_one_by_one_in_f32() {
+        let cases = [
+            ([3, 16, 45, 47], [16, 16, 3, 3], Conv2dConfig::default().padding(1)),
+            ([3, 16, 30, 30], [24, 16, 3, 3], Conv2dConfig::default().padding(1)),
+            ([3, 16, 13, 11], [16, 16, 3, 3], Conv2dConfig::default().padding(1)),
+        ];
+        let f32s = |v: Vec<f64>| v.into_iter().map(|v| v as f32).collect::<Vec<f32>>();
+        for (x_dims, w_dims, cfg) in cases {
+            let whole = Geom::new(&x_dims, &w_dims, cfg).unwrap();
+            let one = Geom::new(&[1, x_dims[1], x_dims[2], x_dims[3]], &w_dims, cfg).unwrap();
+            let x = f32s(data(x_dims.iter().product(), 0.37));
+            let w = f32s(data(w_dims.iter().product(), 0.71));
+            let b = f32s(data(whole.cout, 1.3));
+            let dy = f32s(data(whole.n * whole.cout * whole.plane(), 0.53));
+            let y = forward_split(&whole, 2, &x, &w, &b).unwrap();
+            let dx = input_grad_split(&whole, 2, &dy, &w).unwrap();
+            let (xs, ys) = (x.len() / whole.n, y.len() / whole.n);
+            for i in 0..whole.n {
+                let yi = forward_split(&one, 2, &x[i * xs..(i + 1) * xs], &w, &b).unwrap();
+                let dxi = input_grad_split(&one, 2, &dy[i * ys..(i + 1) * ys], &w).unwrap();
+                assert!(yi == y[i * ys..(i + 1) * ys], "{x_dims:?}: image {i}'s output");
+                assert!(dxi == dx[i * xs..(i + 1) * xs], "{x_dims:?}: image {i}'s input gradient");
+            }
+        }
+    }
 }

@@ -12,8 +12,8 @@
 //! convolution of the output gradient, with the kernels flipped, the channel roles swapped and
 //! padding `2 − p`, so one routine serves both passes.
 //!
-//! Layout: the work is split into jobs of (band of tile rows, of one image or several in turn;
-//! block of output channels). Each job copies the input rows its tiles read into a buffer of its
+//! Layout: the work is split into jobs of (band of one image's tile rows, block of output
+//! channels), split the same way for an image in any batch. Each job copies the input rows its tiles read into a buffer of its
 //! thread, zero-padded to whole tiles and with blocks of eight channels innermost, transforms its
 //! tiles eight channels at a time (one per SIMD lane, AVX2 where the CPU has it), multiplies, and
 //! transforms the products back eight tiles at a time into its band of output rows.
@@ -265,16 +265,19 @@ impl Plan {
         self.w + 2 * self.pw - 2
     }
 
-    /// The tiles of side `m` that cover the output of all the images.
+    /// The tiles of side `m` that cover the output of one image.
     fn tiles(&self, m: usize) -> usize {
-        self.n * self.oh().div_ceil(m) * self.ow().div_ceil(m)
+        self.oh().div_ceil(m) * self.ow().div_ceil(m)
     }
 
-    /// The variant that pays on this shape, if any: F(4×4, 3×3) when there are tiles enough to
-    /// amortise its kernels (four times the weights' size, transformed on each call) and its
+    /// The variant that pays on this shape, if any: F(4×4, 3×3) when an image has tiles enough
+    /// to amortise its kernels (four times the weights' size, transformed on each call) and its
     /// wider transforms, F(2×2, 3×3) on smaller planes, and none (im2col and gemm) below that or
     /// with few channels, where the transforms cost more than they save (measured on VGG16's and
-    /// ResNet-50's layers at batch 1 and 8).
+    /// ResNet-50's layers at batch 1).
+    /// The choice depends on the plane, not on the batch, so that an image's result does not
+    /// depend on the batch it comes in (a folder explained in chunks gives each image the values
+    /// of a call on it alone).
     pub(crate) fn variant(&self) -> Option<Variant> {
         if self.cin < 16 || self.cout < 16 {
             None
@@ -501,27 +504,32 @@ pub(crate) fn conv<T: Float, const A: usize, const M: usize, W: Transform<A, M>>
     if y.is_empty() {
         return Ok(y);
     }
-    // Bands of tile rows (of every image in turn) with at most 256 tiles each, fewer when the
-    // transformed input and output of a band would pass 4 Mi elements, and at least two bands
-    // per thread where there are rows enough; then blocks of output channels when the bands are
-    // too few to keep every thread busy (each block transforms the band's input again).
-    let rows = p.n * th;
+    // Bands of each image's tile rows with at most 256 tiles each, fewer when the transformed
+    // input and output of a band would pass 4 Mi elements, and at least two bands per thread
+    // where there are rows enough; then blocks of output channels when the bands are too few to
+    // keep every thread busy (each block transforms the band's input again). The split depends on
+    // the image's plane and the threads, not on the batch, so that each image's products have the
+    // same shapes, and so the same sums, in any batch.
     let per_tile = A * A * (p.cin + p.cout);
     let want = ((1usize << 22) / per_tile.max(1)).clamp(L, 256);
-    let rows_per_band = want.div_ceil(tw).min(rows.div_ceil(2 * threads.max(1))).clamp(1, rows);
-    let bands: Vec<(usize, usize)> =
-        (0..rows).step_by(rows_per_band).map(|r| (r, (r + rows_per_band).min(rows))).collect();
-    let parts = if bands.len() >= threads || threads <= 1 {
+    let rows_per_band = want.div_ceil(tw).min(th.div_ceil(2 * threads.max(1))).clamp(1, th);
+    let bands: Vec<(usize, usize)> = (0..p.n)
+        .flat_map(|img| {
+            (0..th).step_by(rows_per_band).map(move |r| (img * th + r, img * th + (r + rows_per_band).min(th)))
+        })
+        .collect();
+    let per_image = th.div_ceil(rows_per_band);
+    let parts = if per_image >= threads || threads <= 1 {
         1
     } else {
-        (2 * threads).div_ceil(bands.len()).min(p.cout.div_ceil(16))
+        (2 * threads).div_ceil(per_image).min(p.cout.div_ceil(16))
     };
     let step = p.cout.div_ceil(parts.max(1)).max(1);
     let blocks: Vec<(usize, usize)> = (0..p.cout).step_by(step).map(|c| (c, (c + step).min(p.cout))).collect();
     let jobs: Vec<((usize, usize), (usize, usize))> =
         bands.iter().flat_map(|&b| blocks.iter().map(move |&c| (b, c))).collect();
     let out = SharedOut::new(&mut y);
-    let work = rows * tw * A * A * p.cin * p.cout;
+    let work = p.n * th * tw * A * A * p.cin * p.cout;
     threads::run(jobs.len(), work, |j| {
         let ((r0, r1), (c0, c1)) = jobs[j];
         let mut job = Job { p, wp, ow, chans: (c0, c1), tiles: Vec::new(), images: Vec::new() };
