@@ -12,7 +12,7 @@
 mod common;
 
 use candle_core::{Device, Tensor};
-use common::{close, fused_run, io, same, weights};
+use common::{check_folded, fused_run, io, recorded_batch_norms_keep_their_outputs, weights, Run};
 use gaze_engine::ops::ReluMode;
 use gaze_engine::Taps;
 use gaze_models::{load, ModelKind};
@@ -20,7 +20,7 @@ use gaze_models::{load, ModelKind};
 /// The deep tap whose gradient is compared: the output of the third stage's last block.
 const DEEP: &str = "layer3";
 
-fn run(taps: Taps, x: &Tensor) -> (Vec<f32>, Vec<f32>, Vec<f32>, Vec<String>) {
+fn run(taps: Taps, x: &Tensor) -> Run {
     fused_run(ModelKind::ResNet50, DEEP, taps, x)
 }
 
@@ -66,37 +66,22 @@ fn folded_fused_and_unfused_resnet50_agree_in_every_relu_mode() {
             &x,
         );
         let all = run(Taps::record_all().with_relu_mode(mode), &x);
-        for (what, other) in [("fused only", &fused), ("all recorded", &all)] {
-            same(&format!("{mode:?}: logits, unfused against {what}"), &unfused.0, &other.0);
-            same(&format!("{mode:?}: input gradient, unfused against {what}"), &unfused.1, &other.1);
-            same(&format!("{mode:?}: gradient at {DEEP}, unfused against {what}"), &unfused.2, &other.2);
-        }
-        for (what, other) in [("unfused", &unfused), ("mixed", &mixed)] {
-            close(&format!("{mode:?}: logits, folded against {what}"), &folded.0, &other.0, 1e-4);
-            close(&format!("{mode:?}: input gradient, folded against {what}"), &folded.1, &other.1, 1e-4);
-            close(&format!("{mode:?}: gradient at {DEEP}, folded against {what}"), &folded.2, &other.2, 1e-4);
-        }
-        for (what, other) in [("fused only", &fused), ("unfused", &unfused), ("mixed", &mixed), ("all recorded", &all)]
-        {
-            same(&format!("{mode:?}: layers passed, folded against {what}"), &folded.3, &other.3);
-        }
-        assert!(folded.1.iter().any(|g| *g != 0.0), "{mode:?}: the input gradient is not zero");
-        assert!(folded.2.iter().any(|g| *g != 0.0), "{mode:?}: the gradient at {DEEP} is not zero");
-        assert_eq!(folded.3, layers, "{mode:?}: every layer is passed, in order");
+        check_folded(
+            &format!("{mode:?}"),
+            DEEP,
+            &layers,
+            &folded,
+            &unfused,
+            &[("fused only", &fused), ("all recorded", &all)],
+            &[("mixed", &mixed)],
+        );
     }
 }
 
 #[test]
 fn a_recorded_batch_norm_keeps_its_own_output_before_the_relu() {
-    let x = io("resnet50")["input"].clone();
-    let model = load(ModelKind::ResNet50, Some(&weights("resnet50")), &Device::Cpu).unwrap();
-    for (bn, act) in [("bn1", "relu"), ("layer2.0.bn1", "layer2.0.act1"), ("layer3.1.bn2", "layer3.1.act2")] {
-        let mut taps = Taps::none().record(bn).record(act);
-        model.forward_taps(&x, &mut taps).unwrap();
-        let y = taps.activation(bn).unwrap();
-        let values = y.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-        assert!(values.iter().any(|v| *v < 0.0), "{bn}: the batch norm's output has negative values");
-        let expected = y.relu().unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
-        assert_eq!(taps.activation(act).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap(), expected, "{act}");
-    }
+    recorded_batch_norms_keep_their_outputs(
+        ModelKind::ResNet50,
+        &[("bn1", "relu"), ("layer2.0.bn1", "layer2.0.act1"), ("layer3.1.bn2", "layer3.1.act2")],
+    );
 }

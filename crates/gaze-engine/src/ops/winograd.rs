@@ -513,10 +513,8 @@ pub(crate) fn conv<T: Float, const A: usize, const M: usize, W: Transform<A, M>>
     let per_tile = A * A * (p.cin + p.cout);
     let want = ((1usize << 22) / per_tile.max(1)).clamp(L, 256);
     let rows_per_band = want.div_ceil(tw).min(th.div_ceil(2 * threads.max(1))).clamp(1, th);
-    let bands: Vec<(usize, usize)> = (0..p.n)
-        .flat_map(|img| {
-            (0..th).step_by(rows_per_band).map(move |r| (img * th + r, img * th + (r + rows_per_band).min(th)))
-        })
+    let bands: Vec<(usize, (usize, usize))> = (0..p.n)
+        .flat_map(|img| (0..th).step_by(rows_per_band).map(move |r| (img, (r, (r + rows_per_band).min(th)))))
         .collect();
     let per_image = th.div_ceil(rows_per_band);
     let parts = if per_image >= threads || threads <= 1 {
@@ -526,85 +524,84 @@ pub(crate) fn conv<T: Float, const A: usize, const M: usize, W: Transform<A, M>>
     };
     let step = p.cout.div_ceil(parts.max(1)).max(1);
     let blocks: Vec<(usize, usize)> = (0..p.cout).step_by(step).map(|c| (c, (c + step).min(p.cout))).collect();
-    let jobs: Vec<((usize, usize), (usize, usize))> =
-        bands.iter().flat_map(|&b| blocks.iter().map(move |&c| (b, c))).collect();
+    // (image, tile rows, output channels).
+    type Range = (usize, usize);
+    let jobs: Vec<(usize, Range, Range)> =
+        bands.iter().flat_map(|&(img, rows)| blocks.iter().map(move |&c| (img, rows, c))).collect();
     let out = SharedOut::new(&mut y);
     let work = p.n * th * tw * A * A * p.cin * p.cout;
     threads::run(jobs.len(), work, |j| {
-        let ((r0, r1), (c0, c1)) = jobs[j];
-        let mut job = Job { p, wp, ow, chans: (c0, c1), tiles: Vec::new(), images: Vec::new() };
-        // The band's tiles, and its output rows: for each image it touches, for each channel
-        // of the block.
-        let mut dst = Vec::with_capacity((r1 - r0) * (c1 - c0));
-        let mut slab = 0;
-        for img in r0 / th..=(r1 - 1) / th {
-            let (first, last) = (r0.max(img * th) - img * th, r1.min((img + 1) * th) - img * th);
-            let (lo, hi) = (first * M, (last * M).min(oh));
-            let image = Segment { image: img, first_row: first * M, rows: (last - first) * M + 2, at: slab };
-            for ty in first..last {
-                for tx in 0..tw {
-                    job.tiles.push(Tile {
-                        input: image.at + ((ty - first) * M * wp + tx * M) * L,
-                        image: job.images.len(),
-                        row: ty * M - lo,
-                        col: tx * M,
-                    });
-                }
-            }
-            slab += p.cin.div_ceil(L) * image.rows * wp * L;
-            job.images.push((image, hi - lo));
-            for co in c0..c1 {
-                // SAFETY: this job alone writes output rows `lo..hi` of channel `co` of image
-                // `img`: the bands share no tile rows, the blocks no channels.
-                dst.push(unsafe { out.slice(((img * p.cout + co) * oh + lo) * ow, (hi - lo) * ow)? });
+        let (image, (first, last), (c0, c1)) = jobs[j];
+        let (lo, hi) = (first * M, (last * M).min(oh));
+        let mut job = Job {
+            p,
+            wp,
+            ow,
+            chans: (c0, c1),
+            image,
+            first_row: lo,
+            rows: (last - first) * M + 2,
+            out_rows: hi - lo,
+            tiles: Vec::new(),
+        };
+        for ty in first..last {
+            for tx in 0..tw {
+                job.tiles.push(Tile { input: ((ty - first) * M * wp + tx * M) * L, row: ty * M - lo, col: tx * M });
             }
         }
+        // The band's output rows of each channel of the block.
+        let mut dst = Vec::with_capacity(c1 - c0);
+        for co in c0..c1 {
+            // SAFETY: this job alone writes output rows `lo..hi` of channel `co` of its image: the
+            // bands share no tile rows, the blocks no channels.
+            dst.push(unsafe { out.slice(((image * p.cout + co) * oh + lo) * ow, (hi - lo) * ow)? });
+        }
         let bias = bias.map(|b| &b[c0..c1]);
-        let len = slab + A * A * (p.cin + (c1 - c0)) * job.tiles.len();
+        let len = job.slab() + A * A * (p.cin + (c1 - c0)) * job.tiles.len();
         T::with_scratch(len, |buf| simd!(run_job::<T, A, M, W>(&job, x, u, bias, &mut dst, buf)))
     })?;
     Ok(y)
 }
 
-/// The input rows of one image that a job's tiles read, copied with their zero padding into the
-/// job's buffer: padded rows `first_row..first_row + rows` (input row `first_row − ph` first),
-/// each `wp` wide, in blocks of [`L`] channels with the block's channels innermost
-/// (`[block][row][column][channel]`, channels past the last zero), from element `at` of the
-/// buffer: a tile's element for a block of channels is one vector load.
-#[derive(Clone, Copy)]
-struct Segment {
-    image: usize,
-    first_row: usize,
-    rows: usize,
-    at: usize,
-}
-
 /// One tile of a job: where its input tile starts in the job's padded copy of the first block of
-/// channels (see [`Segment`]), and where its output tile starts in the job's band of the image's
-/// output.
+/// channels (see [`Job`]), and where its output tile starts in the job's band of the output.
 #[derive(Clone, Copy)]
 struct Tile {
     input: usize,
-    image: usize,
     row: usize,
     col: usize,
 }
 
-/// One job of [`conv`]: its tiles, the output rows of each image they cover, and the output
-/// channels `chans`.
+/// One job of [`conv`]: a band of tile rows of one image and the output channels `chans`.
+///
+/// The job copies the input rows its tiles read, with their zero padding, into its buffer: padded
+/// rows `first_row..first_row + rows` (input row `first_row − ph` first), each `wp` wide, in blocks
+/// of [`L`] channels with the block's channels innermost (`[block][row][column][channel]`,
+/// channels past the last zero), so that a tile's element for a block of channels is one vector
+/// load.
 struct Job {
     p: Plan,
     wp: usize,
     ow: usize,
     chans: (usize, usize),
+    image: usize,
+    first_row: usize,
+    rows: usize,
+    /// The output rows of the band.
+    out_rows: usize,
     tiles: Vec<Tile>,
-    /// Each image the job touches: its padded input rows and the rows of its output band.
-    images: Vec<(Segment, usize)>,
+}
+
+impl Job {
+    /// The elements of the job's padded copy of its input rows.
+    fn slab(&self) -> usize {
+        self.p.cin.div_ceil(L) * self.rows * self.wp * L
+    }
 }
 
 /// Transforms the job's input tiles, multiplies them by the kernels and writes the output tiles:
-/// `dst[i · channels + o]` is the band of image `i` (of the job's) and channel `chans.0 + o`;
-/// `buf` holds the padded input rows (the segments') and the transformed tiles
+/// `dst[o]` is the band of channel `chans.0 + o`;
+/// `buf` holds the padded input rows and the transformed tiles
 /// (`A² · (cin + channels) · tiles` elements).
 #[inline(always)]
 fn run_job<T: Float, const A: usize, const M: usize, W: Transform<A, M>>(
@@ -615,11 +612,11 @@ fn run_job<T: Float, const A: usize, const M: usize, W: Transform<A, M>>(
     dst: &mut [&mut [T]],
     buf: &mut [T],
 ) -> Result<()> {
-    let Job { p, wp, ow, chans: (c0, c1), ref tiles, ref images } = *job;
+    let Job { p, wp, ow, chans: (c0, c1), image, first_row, rows, out_rows, ref tiles } = *job;
     let cin = p.cin;
     let (cr, nt) = (c1 - c0, tiles.len());
     let blocks = cin.div_ceil(L);
-    let slab = images.last().map_or(0, |(s, _)| s.at + blocks * s.rows * wp * L);
+    let (slab, block) = (job.slab(), rows * wp * L);
     let (vl, ml) = (A * A * cin * nt, A * A * cr * nt);
     if buf.len() < slab + vl + ml {
         candle_core::bail!("winograd conv: a scratch buffer of {} elements for {}", buf.len(), slab + vl + ml);
@@ -627,31 +624,25 @@ fn run_job<T: Float, const A: usize, const M: usize, W: Transform<A, M>>(
     {
         let (xp, rest) = buf.split_at_mut(slab);
         // The input rows the tiles read, zero-padded, channels innermost in blocks of `L`.
-        for (seg, _) in images {
-            let block = seg.rows * wp * L;
-            for cb in 0..blocks {
-                let dst = &mut xp[seg.at + cb * block..seg.at + (cb + 1) * block];
-                for (r, row) in dst.chunks_exact_mut(wp * L).enumerate() {
-                    let iy = (seg.first_row + r).checked_sub(p.ph).filter(|&iy| iy < p.h);
-                    let Some(iy) = iy else {
-                        row.fill(T::ZERO);
+        for (cb, dst) in xp.chunks_exact_mut(block).enumerate() {
+            for (r, row) in dst.chunks_exact_mut(wp * L).enumerate() {
+                let Some(iy) = (first_row + r).checked_sub(p.ph).filter(|&iy| iy < p.h) else {
+                    row.fill(T::ZERO);
+                    continue;
+                };
+                row[..p.pw * L].fill(T::ZERO);
+                row[(p.pw + p.w) * L..].fill(T::ZERO);
+                for l in 0..L {
+                    let c = cb * L + l;
+                    if c >= cin {
+                        for ix in 0..p.w {
+                            row[(p.pw + ix) * L + l] = T::ZERO;
+                        }
                         continue;
-                    };
-                    row[..p.pw * L].fill(T::ZERO);
-                    row[(p.pw + p.w) * L..].fill(T::ZERO);
-                    for l in 0..L {
-                        let c = cb * L + l;
-                        if c >= cin {
-                            for ix in 0..p.w {
-                                row[(p.pw + ix) * L + l] = T::ZERO;
-                            }
-                            continue;
-                        }
-                        let src =
-                            &x[((seg.image * cin + c) * p.h + iy) * p.w..((seg.image * cin + c) * p.h + iy + 1) * p.w];
-                        for (ix, &v) in src.iter().enumerate() {
-                            row[(p.pw + ix) * L + l] = v;
-                        }
+                    }
+                    let at = ((image * cin + c) * p.h + iy) * p.w;
+                    for (ix, &v) in x[at..at + p.w].iter().enumerate() {
+                        row[(p.pw + ix) * L + l] = v;
                     }
                 }
             }
@@ -663,7 +654,6 @@ fn run_job<T: Float, const A: usize, const M: usize, W: Transform<A, M>>(
         let mut d = [[[T::ZERO; L]; A]; A];
         let mut tv = [[[T::ZERO; L]; A]; A];
         for (t, tile) in tiles.iter().enumerate() {
-            let block = images[tile.image].0.rows * wp * L;
             for cb in 0..blocks {
                 let at = tile.input + cb * block;
                 for (i, di) in d.iter_mut().enumerate() {
@@ -699,8 +689,8 @@ fn run_job<T: Float, const A: usize, const M: usize, W: Transform<A, M>>(
                 }
                 both(W::at, &m, &mut y);
                 for (l, tile) in group.iter().enumerate() {
-                    let (band, rows) = (&mut dst[tile.image * cr + o], images[tile.image].1);
-                    for (i, yi) in y.iter().enumerate().take(rows.saturating_sub(tile.row)) {
+                    let band = &mut dst[o];
+                    for (i, yi) in y.iter().enumerate().take(out_rows.saturating_sub(tile.row)) {
                         let row = &mut band[(tile.row + i) * ow..(tile.row + i + 1) * ow];
                         for (j, yij) in yi.iter().enumerate().take(ow.saturating_sub(tile.col)) {
                             row[tile.col + j] = yij[l] + b;
@@ -721,45 +711,16 @@ mod tests {
         (0..len).map(|i| ((i as f64 + 1.0) * seed).sin()).collect()
     }
 
-    /// The definition: a 3×3 cross-correlation with zero padding.
-    fn naive(p: Plan, x: &[f64], w: &[f64], b: &[f64]) -> Vec<f64> {
+    /// The definition: a 3×3 cross-correlation with zero padding, each output summed channel by
+    /// channel in `T` (plus `b` when given).
+    fn naive<T: Float>(p: Plan, x: &[T], w: &[T], b: Option<&[T]>) -> Vec<T> {
         let (oh, ow) = (p.oh(), p.ow());
-        let mut y = vec![0.0; p.n * p.cout * oh * ow];
+        let mut y = vec![T::ZERO; p.n * p.cout * oh * ow];
         for n in 0..p.n {
             for co in 0..p.cout {
                 for oy in 0..oh {
                     for ox in 0..ow {
-                        let mut acc = b[co];
-                        for ci in 0..p.cin {
-                            for a in 0..3 {
-                                for c in 0..3 {
-                                    let (iy, ix) =
-                                        ((oy + a) as isize - p.ph as isize, (ox + c) as isize - p.pw as isize);
-                                    if iy < 0 || ix < 0 || iy >= p.h as isize || ix >= p.w as isize {
-                                        continue;
-                                    }
-                                    acc += w[((co * p.cin + ci) * 3 + a) * 3 + c]
-                                        * x[((n * p.cin + ci) * p.h + iy as usize) * p.w + ix as usize];
-                                }
-                            }
-                        }
-                        y[((n * p.cout + co) * oh + oy) * ow + ox] = acc;
-                    }
-                }
-            }
-        }
-        y
-    }
-
-    /// The definition in `f32`, each output summed channel by channel.
-    fn naive32(p: Plan, x: &[f32], w: &[f32]) -> Vec<f32> {
-        let (oh, ow) = (p.oh(), p.ow());
-        let mut y = vec![0.0f32; p.n * p.cout * oh * ow];
-        for n in 0..p.n {
-            for co in 0..p.cout {
-                for oy in 0..oh {
-                    for ox in 0..ow {
-                        let mut acc = 0.0f32;
+                        let mut acc = b.map_or(T::ZERO, |b| b[co]);
                         for ci in 0..p.cin {
                             for a in 0..3 {
                                 for c in 0..3 {
@@ -793,7 +754,7 @@ mod tests {
             let x = data(n * cin * h * w, 0.37);
             let wt = data(cout * cin * 9, 0.71);
             let b = data(cout, 1.3);
-            let want = naive(p, &x, &wt, &b);
+            let want = naive(p, &x, &wt, Some(&b));
             let mut u = vec![0.0; A * A * cout * cin];
             kernels::<f64, A, M, W>(&wt, (cout, cin), false, &mut u).unwrap();
             for threads in [1, 2, 5] {
@@ -891,11 +852,11 @@ mod tests {
         let scale = (2.0 / (9.0 * p.cin as f64)).sqrt() * 3f64.sqrt();
         let wt: Vec<f64> = data(p.cout * p.cin * 9, 0.71).iter().map(|v| v * scale).collect();
         let b = vec![0.0; p.cout];
-        let want = naive(p, &x, &wt, &b);
+        let want = naive(p, &x, &wt, Some(&b));
         let peak = want.iter().fold(0.0f64, |m, v| m.max(v.abs()));
         let (x32, w32): (Vec<f32>, Vec<f32>) =
             (x.iter().map(|&v| v as f32).collect(), wt.iter().map(|&v| v as f32).collect());
-        let direct = naive32(p, &x32, &w32);
+        let direct = naive(p, &x32, &w32, None);
         let direct_err = direct.iter().zip(&want).fold(0.0f64, |m, (&g, &e)| m.max((g as f64 - e).abs())) / peak;
         for variant in [Variant::F2, Variant::F4] {
             let got = convolve(p, variant, 2, &x32, &w32, false, None).unwrap();

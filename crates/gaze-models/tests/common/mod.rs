@@ -91,3 +91,53 @@ pub fn close(what: &str, a: &[f32], b: &[f32], tolerance: f32) {
     let err = rel_err(a, b);
     assert!(err < tolerance, "{what}: relative max-abs difference {err:e} (tolerance {tolerance:e})");
 }
+
+/// What [`fused_run`] returns: logits, input gradient, gradient at the deep tap, layers passed.
+pub type Run = (Vec<f32>, Vec<f32>, Vec<f32>, Vec<String>);
+
+/// The checks of the folded-path tests for one ReLU mode (`label`): each run of `exact` gives the
+/// values of `unfused` bit for bit (nothing folds there), the folded run is within 1e-4 of
+/// `unfused` and of each run of `near` (float32 rounding of the folds), every run passes the
+/// layers in `layers`' order, and the gradients are not zero.
+pub fn check_folded(
+    label: &str,
+    deep: &str,
+    layers: &[String],
+    folded: &Run,
+    unfused: &Run,
+    exact: &[(&str, &Run)],
+    near: &[(&str, &Run)],
+) {
+    for (what, other) in exact {
+        same(&format!("{label}: logits, unfused against {what}"), &unfused.0, &other.0);
+        same(&format!("{label}: input gradient, unfused against {what}"), &unfused.1, &other.1);
+        same(&format!("{label}: gradient at {deep}, unfused against {what}"), &unfused.2, &other.2);
+    }
+    for (what, other) in [("unfused", unfused)].iter().chain(near) {
+        close(&format!("{label}: logits, folded against {what}"), &folded.0, &other.0, 1e-4);
+        close(&format!("{label}: input gradient, folded against {what}"), &folded.1, &other.1, 1e-4);
+        close(&format!("{label}: gradient at {deep}, folded against {what}"), &folded.2, &other.2, 1e-4);
+    }
+    for (what, other) in [("unfused", unfused)].iter().chain(exact).chain(near) {
+        same(&format!("{label}: layers passed, folded against {what}"), &folded.3, &other.3);
+    }
+    assert!(folded.1.iter().any(|g| *g != 0.0), "{label}: the input gradient is not zero");
+    assert!(folded.2.iter().any(|g| *g != 0.0), "{label}: the gradient at {deep} is not zero");
+    assert_eq!(folded.3, layers, "{label}: every layer is passed, in order");
+}
+
+/// For each `(bn, act)`: recording a batch norm and its ReLU keeps the batch norm's own output
+/// (with negative values) and gives the ReLU its positive part.
+pub fn recorded_batch_norms_keep_their_outputs(kind: gaze_models::ModelKind, pairs: &[(&str, &str)]) {
+    let x = io(kind.name())["input"].clone();
+    let model = gaze_models::load(kind, Some(&weights(kind.name())), &Device::Cpu).unwrap();
+    for &(bn, act) in pairs {
+        let mut taps = gaze_engine::Taps::none().record(bn).record(act);
+        model.forward_taps(&x, &mut taps).unwrap();
+        let y = taps.activation(bn).unwrap();
+        let values = y.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        assert!(values.iter().any(|v| *v < 0.0), "{bn}: the batch norm's output has negative values");
+        let expected = y.relu().unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        assert_eq!(taps.activation(act).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap(), expected, "{act}");
+    }
+}
