@@ -5,6 +5,7 @@
 
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result as CResult, Shape, Tensor};
 
+use super::device::{self, attach, pad, spread};
 use super::kernel::{copy_short, dispatch_float, fill_short, host_fallback, output, slice, Float};
 use super::linear::same_dtype;
 use super::matmul::{matmul, matmul_serial, Mat};
@@ -947,7 +948,13 @@ impl CustomOp2 for ConvBackward {
 /// The backward pass computes the input's gradient, and the weight's and bias's only when they
 /// are variables or results of tracked ops; a constant weight never gets a gradient.
 pub fn conv2d(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>, cfg: Conv2dConfig) -> Result<Tensor> {
+    let bias_given = bias;
     let (geom, x, weight, bias) = operands(x, weight, bias, cfg)?;
+    if device::wanted(&x) {
+        if let Some(y) = device_conv(&geom, &x, &weight, bias_given)? {
+            return Ok(y);
+        }
+    }
     Ok(x.apply_op3(&weight, &bias, Conv2d { g: geom, relu: None })?)
 }
 
@@ -966,7 +973,13 @@ pub fn conv2d_relu(
     cfg: Conv2dConfig,
     mode: ReluMode,
 ) -> Result<Tensor> {
+    let bias_given = bias;
     let (geom, x, weight, bias) = operands(x, weight, bias, cfg)?;
+    if device::wanted(&x) {
+        if let Some(y) = device_conv(&geom, &x, &weight, bias_given)? {
+            return super::relu(&y, mode);
+        }
+    }
     Ok(x.apply_op3(&weight, &bias, Conv2d { g: geom, relu: Some(mode) })?)
 }
 
@@ -990,6 +1003,7 @@ pub fn conv2d_add_relu(
     if bias.is_some_and(|b| b.track_op()) {
         return super::add_relu(&conv2d(x, weight, bias, cfg)?, residual, mode);
     }
+    let bias_given = bias;
     let (g, x, weight, bias) = operands(x, weight, bias, cfg)?;
     let out = [g.n, g.cout, g.oh, g.ow];
     if residual.dims() != out {
@@ -1000,6 +1014,11 @@ pub fn conv2d_add_relu(
         });
     }
     same_dtype("conv2d_add_relu", &[("input", &x), ("residual", residual)])?;
+    if device::wanted(&x) {
+        if let Some(y) = device_conv(&g, &x, &weight, bias_given)? {
+            return super::add_relu(&y, residual, mode);
+        }
+    }
     let bias = bias.to_dtype(candle_core::DType::F64)?.to_vec1::<f64>()?;
     Ok(x.apply_op3(&weight, &residual.contiguous()?, Conv2dAddRelu { g, mode, bias })?)
 }
@@ -1061,6 +1080,66 @@ impl CustomOp3 for Conv2dAddRelu {
         let dr = if residual.track_op() { Some(grad) } else { None };
         Ok((dx, dw, dr))
     }
+}
+
+/// The device path of the convolutions (see `device.rs`): candle's convolution on the device
+/// (cuDNN's with the `cudnn` feature) for the value, and for the input's gradient the transposed
+/// convolution written as a convolution of the output gradient (spread by the stride, padded by
+/// the kernel's reach less the padding) with the kernels flipped and each group's input and output
+/// channels swapped, so that groups keep working; the weight's gradient, when the weight is
+/// tracked, on the host kernels. A bias that is not tracked is added into the value, a tracked
+/// one by candle's broadcast sum (whose gradient is exact).
+///
+/// `None` when candle's kernels cannot express the geometry: different strides or dilations
+/// along the two axes.
+fn device_conv(g: &Geom, x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Result<Option<Tensor>> {
+    if g.sh != g.sw || g.dh != g.dw {
+        return Ok(None);
+    }
+    let (ph, pw) = (g.ph as isize, g.pw as isize);
+    let xp = pad(&pad(&x.detach(), 2, ph, ph, None)?, 3, pw, pw, None)?;
+    let mut value = xp.conv2d(&weight.detach(), 0, g.sh, g.dh, g.groups)?;
+    let bias_shape = (1, g.cout, 1, 1);
+    if let Some(b) = bias.filter(|b| !b.track_op()) {
+        value = value.broadcast_add(&b.detach().reshape(bias_shape)?)?;
+    }
+    let geom = *g;
+    let y = attach("gaze-conv2d-device", &[x, weight], value, move |operands, _, grad| {
+        let (x, w) = (operands[0], operands[1]);
+        let dx = if x.track_op() { Some(device_input_grad(&geom, grad, &w.detach())?) } else { None };
+        let dw = if w.track_op() {
+            Some(x.detach().contiguous()?.apply_op2_no_bwd(&grad.contiguous()?, &ConvBackward::Weight(geom))?)
+        } else {
+            None
+        };
+        Ok(vec![dx, dw])
+    })?;
+    Ok(Some(match bias.filter(|b| b.track_op()) {
+        Some(b) => y.broadcast_add(&b.reshape(bias_shape)?)?,
+        None => y,
+    }))
+}
+
+/// The input gradient of a convolution on the device path: input pixel `i` receives
+/// `Σ_j dy[o]·w[j]` over the taps with `o·s − p + j·d = i`, which is a stride-1 convolution
+/// (dilation `d`) of the output gradient spread out by the stride `s` and padded by `d·(k − 1) − p`
+/// before and `H + p − ((OH − 1)·s + 1)` after (a negative count cuts), with the kernels flipped.
+fn device_input_grad(g: &Geom, dy: &Tensor, w: &Tensor) -> CResult<Tensor> {
+    let (s, d) = (g.sh, g.dh);
+    let (lh, lw) = ((g.oh - 1) * s + 1, (g.ow - 1) * s + 1);
+    let spread_dy = spread(&spread(dy, 2, 0, s, lh)?, 3, 0, s, lw)?;
+    let before = |k: usize, p: usize| (d * (k - 1)) as isize - p as isize;
+    let after = |len: usize, p: usize, reach: usize| (len + p) as isize - reach as isize;
+    let padded = pad(&spread_dy, 2, before(g.kh, g.ph), after(g.h, g.ph, lh), None)?;
+    let padded = pad(&padded, 3, before(g.kw, g.pw), after(g.w, g.pw, lw), None)?;
+    let (groups, cout_g, cin_g) = (g.groups, g.cout_g(), g.cin_g());
+    let flipped = w
+        .reshape((groups, cout_g, cin_g, g.kh, g.kw))?
+        .transpose(1, 2)?
+        .reshape((g.cin, cout_g, g.kh, g.kw))?
+        .flip(&[2, 3])?
+        .contiguous()?;
+    padded.contiguous()?.conv2d(&flipped, 0, 1, d, groups)
 }
 
 /// Checks a convolution's operands and returns its geometry with the input, the weight and the

@@ -2,6 +2,7 @@
 
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result as CResult, Shape, Tensor};
 
+use super::device::{self, attach};
 use super::kernel::{dispatch_float, host_fallback, output, slice, Float};
 use super::matmul::{matmul, Mat};
 use crate::{Error, Result};
@@ -128,6 +129,7 @@ pub fn linear(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Result<Tens
             })
         }
     };
+    let bias_given = bias;
     let bias = match bias {
         Some(b) if b.dims() == [out] => b.contiguous()?,
         Some(b) => {
@@ -140,8 +142,32 @@ pub fn linear(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Result<Tens
         None => Tensor::zeros(out, x.dtype(), x.device())?,
     };
     same_dtype("linear", &[("input", x), ("weight", weight), ("bias", &bias)])?;
+    if device::wanted(x) {
+        return Ok(device_linear(x, weight, bias_given)?);
+    }
     let dims = Dims { n, inp, out };
     Ok(x.contiguous()?.apply_op3(&weight.contiguous()?, &bias, Linear(dims))?)
+}
+
+/// The linear layer on the device path (see `device.rs`): candle's product (cuBLAS's on CUDA),
+/// with a backward pass that computes the weight's gradient only when the weight is tracked
+/// (candle's would always compute it); an untracked bias is added into the value, a tracked one
+/// by candle's broadcast sum.
+fn device_linear(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> CResult<Tensor> {
+    let mut value = x.detach().matmul(&weight.detach().t()?)?;
+    if let Some(b) = bias.filter(|b| !b.track_op()) {
+        value = value.broadcast_add(&b.detach())?;
+    }
+    let y = attach("gaze-linear-device", &[x, weight], value, |operands, _, grad| {
+        let (x, w) = (operands[0], operands[1]);
+        let dx = if x.track_op() { Some(grad.matmul(&w.detach())?) } else { None };
+        let dw = if w.track_op() { Some(grad.t()?.matmul(&x.detach())?) } else { None };
+        Ok(vec![dx, dw])
+    })?;
+    match bias.filter(|b| b.track_op()) {
+        Some(b) => y.broadcast_add(b),
+        None => Ok(y),
+    }
 }
 
 /// Fails unless every operand has the dtype of the first one.

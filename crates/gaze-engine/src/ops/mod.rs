@@ -15,9 +15,14 @@
 //! (inference mode), [`relu`] with its guided and deconvnet rules, [`batch_norm_relu`] and
 //! [`add_relu`] (a batch normalisation or a sum fused with its ReLU), and [`softmax_last_dim`].
 //!
-//! Kernels run on the host for `f32` and `f64` (the finite-difference tests run in `f64`). On other
-//! devices the op copies its operands to the host and the result back: correct everywhere, fast on
-//! the CPU.
+//! Kernels run on the host for `f32` and `f64` (the finite-difference tests run in `f64`).
+//! On other devices (CUDA) the ops take the device path (`device.rs`): candle's kernels for the
+//! device compute the value (cuDNN's convolutions with the `cudnn` feature, cuBLAS's products) and
+//! the same gradients are written as candle tensor ops on the device; the few configurations
+//! candle's kernels cannot express (a convolution with different strides or dilations along the two
+//! axes, a grouped convolution's weight gradient, an adaptive pooling whose output size does not
+//! divide the input's) copy to the host kernels and back. [`set_device_path_on_host`] runs the
+//! device path on the host too, which is how it is tested against the host kernels.
 //!
 //! ## Speed
 //! - Matrix products run on OpenBLAS (the default `openblas` feature, when the build finds
@@ -38,6 +43,7 @@
 //!   calls [`tune_process`] at the start of `main`.
 
 mod conv;
+mod device;
 mod kernel;
 mod linear;
 mod matmul;
@@ -50,6 +56,7 @@ mod upsample;
 mod winograd;
 
 pub use conv::{conv2d, conv2d_add_relu, conv2d_relu, Conv2dConfig};
+pub use device::{device_path_on_host, set_device_path_on_host};
 pub use linear::linear;
 pub use norm::{batch_norm, batch_norm_relu};
 pub use pool::{adaptive_avg_pool2d, avg_pool2d, max_pool2d, Pool2dConfig};

@@ -3,6 +3,7 @@
 
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result as CResult, Shape, Tensor};
 
+use super::device::{self, attach, relu_grad};
 use super::kernel::{dispatch_float, host_fallback, output, slice, Float};
 use super::linear::same_dtype;
 use super::relu::{positive, ReluBackward, ReluMode};
@@ -162,6 +163,9 @@ pub fn batch_norm(
     eps: f64,
 ) -> Result<Tensor> {
     let (d, x, alpha, beta) = affine_operands(x, weight, bias, running_mean, running_var, eps)?;
+    if device::wanted(&x) {
+        return Ok(device_affine(&x, &alpha, &beta, None)?);
+    }
     Ok(x.apply_op3(&alpha, &beta, ChannelAffine { d, relu: None })?)
 }
 
@@ -182,6 +186,9 @@ pub fn batch_norm_relu(
     mode: ReluMode,
 ) -> Result<Tensor> {
     let (d, x, alpha, beta) = affine_operands(x, weight, bias, running_mean, running_var, eps)?;
+    if device::wanted(&x) {
+        return Ok(device_affine(&x, &alpha, &beta, Some(mode))?);
+    }
     Ok(x.apply_op3(&alpha, &beta, ChannelAffine { d, relu: Some(mode) })?)
 }
 
@@ -236,4 +243,30 @@ fn affine_operands(
     let alpha = ((running_var + eps)?.sqrt()?.recip()? * weight)?;
     let beta = (bias - (running_mean * &alpha)?)?;
     Ok((Dims { n, c, s }, x.contiguous()?, alpha.contiguous()?, beta.contiguous()?))
+}
+
+/// Batch normalisation (and its ReLU) on the device path (see `device.rs`): `x · α + β` per
+/// channel by candle's broadcast ops. When the scale or the shift is tracked, candle's gradients
+/// of those ops (exact) give theirs; otherwise the value is attached with the input's gradient
+/// alone, `g · α` (after the ReLU's rule).
+fn device_affine(x: &Tensor, alpha: &Tensor, beta: &Tensor, relu: Option<ReluMode>) -> CResult<Tensor> {
+    let mut shape = vec![1; x.rank()];
+    shape[1] = alpha.dim(0)?;
+    let (alpha, beta) = (alpha.reshape(shape.as_slice())?, beta.reshape(shape.as_slice())?);
+    if alpha.track_op() || beta.track_op() {
+        let y = x.broadcast_mul(&alpha)?.broadcast_add(&beta)?;
+        return match relu {
+            Some(mode) => super::relu(&y, mode).map_err(candle_core::Error::wrap),
+            None => Ok(y),
+        };
+    }
+    let value = x.detach().broadcast_mul(&alpha)?.broadcast_add(&beta)?;
+    let value = if relu.is_some() { value.relu()? } else { value };
+    attach("gaze-batch-norm-device", &[x], value, move |_, y, grad| {
+        let grad = match relu {
+            Some(mode) => relu_grad(mode, y, grad)?,
+            None => grad.clone(),
+        };
+        Ok(vec![Some(grad.broadcast_mul(&alpha)?)])
+    })
 }

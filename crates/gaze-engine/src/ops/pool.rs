@@ -4,6 +4,7 @@ use std::sync::{Arc, Mutex};
 
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result as CResult, Shape, Tensor};
 
+use super::device::{self, attach, constant, every, pad, spread};
 use super::kernel::{dispatch_float, host_fallback, output, slice, Float};
 use super::threads::{self, SharedOut};
 use crate::{Error, Result};
@@ -465,6 +466,9 @@ impl CustomOp1 for AvgPoolBackward {
 /// overlap.
 pub fn max_pool2d(x: &Tensor, cfg: Pool2dConfig) -> Result<Tensor> {
     let geom = Geom::new("max_pool2d", x.dims(), cfg)?;
+    if device::wanted(x) {
+        return Ok(device_max_pool(&geom, x)?);
+    }
     Ok(x.contiguous()?.apply_op1(MaxPool { geom, argmax: Mutex::new(None) })?)
 }
 
@@ -473,6 +477,9 @@ pub fn max_pool2d(x: &Tensor, cfg: Pool2dConfig) -> Result<Tensor> {
 /// (`count_include_pad`) or the number of input elements it covers.
 pub fn avg_pool2d(x: &Tensor, cfg: Pool2dConfig) -> Result<Tensor> {
     let geom = Geom::new("avg_pool2d", x.dims(), cfg)?;
+    if device::wanted(x) {
+        return Ok(device_avg_pool(&geom, x)?);
+    }
     Ok(x.contiguous()?.apply_op1(AvgPool(geom))?)
 }
 
@@ -588,5 +595,119 @@ pub fn adaptive_avg_pool2d(x: &Tensor, out: (usize, usize)) -> Result<Tensor> {
         });
     }
     let a = Adaptive { planes: n * c, h, w, oh: out.0, ow: out.1 };
+    if device::wanted(x) && h % a.oh == 0 && w % a.ow == 0 {
+        return Ok(device_even_adaptive_avg_pool(&a, x)?);
+    }
     Ok(x.contiguous()?.apply_op1(AdaptiveAvgPool(a))?)
+}
+
+/// The device path's padded input of a pooling: `cfg.padding` before each axis and enough after
+/// it for the last window (more than the padding in `ceil_mode`, less when the last input rows
+/// are in no window), filled with `fill` (zeros when `None`).
+fn device_padded(g: &Geom, x: &Tensor, fill: Option<f64>) -> CResult<Tensor> {
+    let c = &g.cfg;
+    let after = |o: usize, s: usize, k: usize, len: usize, p: usize| ((o - 1) * s + k) as isize - (len + p) as isize;
+    let rows = pad(x, 2, c.padding.0 as isize, after(g.oh, c.stride.0, c.kernel.0, g.h, c.padding.0), fill)?;
+    pad(&rows, 3, c.padding.1 as isize, after(g.ow, c.stride.1, c.kernel.1, g.w, c.padding.1), fill)
+}
+
+/// The window offsets `(i, j)` of a pooling in row-major order, each with the elements of the
+/// padded input `xp` it reads for every output (`[N, C, OH, OW]`).
+fn device_windows<'a>(g: &'a Geom, xp: &'a Tensor) -> impl Iterator<Item = CResult<((usize, usize), Tensor)>> + 'a {
+    let c = g.cfg;
+    (0..c.kernel.0).flat_map(move |i| (0..c.kernel.1).map(move |j| (i, j))).map(move |(i, j)| {
+        let rows = every(xp, 2, i, g.oh, c.stride.0)?;
+        Ok(((i, j), every(&rows, 3, j, g.ow, c.stride.1)?))
+    })
+}
+
+/// The inverse of one window offset of [`device_windows`]: `per_output` (`[N, C, OH, OW]`) placed
+/// where offset `(i, j)` reads, in a zero tensor of the padded input's size (`hp × wp`).
+fn device_place(g: &Geom, per_output: &Tensor, (i, j): (usize, usize), (hp, wp): (usize, usize)) -> CResult<Tensor> {
+    let rows = spread(per_output, 2, i, g.cfg.stride.0, hp)?;
+    spread(&rows, 3, j, g.cfg.stride.1, wp)
+}
+
+/// The gradient for the unpadded input from the gradient for the padded one.
+fn device_unpad(g: &Geom, dxp: &Tensor) -> CResult<Tensor> {
+    let c = &g.cfg;
+    let rows = dxp.narrow(2, c.padding.0, g.h.min(dxp.dim(2)? - c.padding.0))?;
+    let rows = pad(&rows, 2, 0, g.h as isize - rows.dim(2)? as isize, None)?;
+    let cols = rows.narrow(3, c.padding.1, g.w.min(rows.dim(3)? - c.padding.1))?;
+    pad(&cols, 3, 0, g.w as isize - cols.dim(3)? as isize, None)
+}
+
+/// Max pooling on the device path (see `device.rs`): candle's max pooling of the input padded
+/// with −∞; the backward pass visits the window offsets in row-major order and gives each
+/// window's gradient to the first offset that holds its maximum, as the host kernel does.
+fn device_max_pool(g: &Geom, x: &Tensor) -> CResult<Tensor> {
+    let xp = device_padded(g, &x.detach(), Some(f64::NEG_INFINITY))?;
+    let c = g.cfg;
+    let value = xp.max_pool2d_with_stride(c.kernel, c.stride)?;
+    let geom = *g;
+    attach("gaze-max-pool2d-device", &[x], value, move |operands, y, grad| {
+        let xp = device_padded(&geom, &operands[0].detach(), Some(f64::NEG_INFINITY))?;
+        let (hp, wp) = (xp.dim(2)?, xp.dim(3)?);
+        let y = y.detach();
+        let mut taken = y.zeros_like()?;
+        let mut dxp = xp.zeros_like()?;
+        for window in device_windows(&geom, &xp) {
+            let (offset, xs) = window?;
+            let first = (xs.eq(&y)?.to_dtype(y.dtype())? * taken.affine(-1.0, 1.0)?)?;
+            taken = (taken + &first)?;
+            dxp = (dxp + device_place(&geom, &(grad * first)?, offset, (hp, wp))?)?;
+        }
+        Ok(vec![Some(device_unpad(&geom, &dxp)?)])
+    })
+}
+
+/// PyTorch's divisors of average pooling (`[OH, OW]`, as `f64`): each window's size clipped to
+/// the padded input, or with `count_include_pad` off the number of input elements it covers.
+fn avg_divisors(g: &Geom) -> Vec<f64> {
+    let size = |(lo, hi, padded): (usize, usize, usize)| if g.cfg.count_include_pad { padded } else { hi - lo };
+    let rows: Vec<usize> = (0..g.oh).map(|o| size(g.rows(o))).collect();
+    let cols: Vec<usize> = (0..g.ow).map(|o| size(g.cols(o))).collect();
+    rows.iter().flat_map(|&r| cols.iter().map(move |&c| (r * c) as f64)).collect()
+}
+
+/// Average pooling on the device path (see `device.rs`): the window sums (candle's average
+/// pooling of the zero-padded input times the window's size) over PyTorch's divisors; the
+/// backward pass gives every element of a window its gradient over the divisor.
+fn device_avg_pool(g: &Geom, x: &Tensor) -> CResult<Tensor> {
+    let c = g.cfg;
+    let divisors = constant(avg_divisors(g), (g.oh, g.ow), x)?;
+    let xp = device_padded(g, &x.detach(), None)?;
+    let sums = xp.avg_pool2d_with_stride(c.kernel, c.stride)?.affine((c.kernel.0 * c.kernel.1) as f64, 0.0)?;
+    let value = sums.broadcast_div(&divisors)?;
+    let (geom, hp, wp) = (*g, xp.dim(2)?, xp.dim(3)?);
+    attach("gaze-avg-pool2d-device", &[x], value, move |_, _, grad| {
+        let share = grad.broadcast_div(&divisors)?;
+        let mut dxp: Option<Tensor> = None;
+        for i in 0..c.kernel.0 {
+            for j in 0..c.kernel.1 {
+                let placed = device_place(&geom, &share, (i, j), (hp, wp))?;
+                dxp = Some(match dxp {
+                    Some(d) => (d + placed)?,
+                    None => placed,
+                });
+            }
+        }
+        let dxp = dxp.ok_or_else(|| candle_core::Error::Msg("avg_pool2d: an empty window".into()))?;
+        Ok(vec![Some(device_unpad(&geom, &dxp)?)])
+    })
+}
+
+/// Adaptive average pooling on the device path (see `device.rs`) where the output's size divides
+/// the input's: PyTorch's windows are then the blocks of an average pooling with the block as
+/// kernel and stride, and each input element receives its block's gradient over the block's size.
+fn device_even_adaptive_avg_pool(a: &Adaptive, x: &Tensor) -> CResult<Tensor> {
+    let (kh, kw) = (a.h / a.oh, a.w / a.ow);
+    let value = x.detach().avg_pool2d_with_stride((kh, kw), (kh, kw))?;
+    let a = *a;
+    attach("gaze-adaptive-avg-pool2d-device", &[x], value, move |_, _, grad| {
+        let (n, c) = (grad.dim(0)?, grad.dim(1)?);
+        let share = grad.affine(1.0 / (kh * kw) as f64, 0.0)?.reshape((n, c, a.oh, 1, a.ow, 1))?;
+        let dx = share.broadcast_as((n, c, a.oh, kh, a.ow, kw))?.contiguous()?.reshape((n, c, a.h, a.w))?;
+        Ok(vec![Some(dx)])
+    })
 }

@@ -1,5 +1,6 @@
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result as CResult, Shape, Tensor};
 
+use super::device::{self, attach, relu_grad};
 use super::kernel::{dispatch_float, host_fallback, map, output, slice, zip_map, Float};
 use super::linear::same_dtype;
 use crate::{Error, Result};
@@ -90,6 +91,12 @@ impl CustomOp2 for ReluBackward {
 
 /// `max(x, 0)` with the backward rule of `mode`.
 pub fn relu(x: &Tensor, mode: ReluMode) -> Result<Tensor> {
+    if device::wanted(x) {
+        let value = x.detach().relu()?;
+        return Ok(attach("gaze-relu-device", &[x], value, move |_, y, grad| {
+            Ok(vec![Some(relu_grad(mode, y, grad)?)])
+        })?);
+    }
     Ok(x.contiguous()?.apply_op1(Relu(mode))?)
 }
 
@@ -141,5 +148,12 @@ pub fn add_relu(a: &Tensor, b: &Tensor, mode: ReluMode) -> Result<Tensor> {
         });
     }
     same_dtype("add_relu", &[("first operand", a), ("second operand", b)])?;
+    if device::wanted(a) {
+        let value = (a.detach() + b.detach())?.relu()?;
+        return Ok(attach("gaze-add-relu-device", &[a, b], value, move |operands, y, grad| {
+            let g = relu_grad(mode, y, grad)?;
+            Ok(operands.iter().map(|t| t.track_op().then(|| g.clone())).collect())
+        })?);
+    }
     Ok(a.contiguous()?.apply_op2(&b.contiguous()?, AddRelu(mode))?)
 }

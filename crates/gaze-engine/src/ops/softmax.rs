@@ -1,5 +1,6 @@
 use candle_core::{CpuStorage, CustomOp1, Layout, Result as CResult, Shape, Tensor, D};
 
+use super::device::{self, attach};
 use super::kernel::{dispatch_float, host_fallback, output, slice, Float};
 use crate::Result;
 
@@ -44,5 +45,13 @@ impl CustomOp1 for SoftmaxLastDim {
 
 /// Softmax over the last dimension, numerically stable, with its gradient.
 pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
+    if device::wanted(x) {
+        // The device path (see `device.rs`): candle's softmax kernel, the same gradient.
+        let value = candle_nn::ops::softmax_last_dim(&x.detach().contiguous()?)?;
+        return Ok(attach("gaze-softmax-device", &[x], value, |_, y, grad| {
+            let dot = (grad * y)?.sum_keepdim(D::Minus1)?;
+            Ok(vec![Some((y * grad.broadcast_sub(&dot)?)?)])
+        })?);
+    }
     Ok(x.contiguous()?.apply_op1(SoftmaxLastDim)?)
 }

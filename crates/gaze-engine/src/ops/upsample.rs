@@ -2,6 +2,7 @@
 
 use candle_core::{CpuStorage, CustomOp1, Layout, Result as CResult, Shape, Tensor};
 
+use super::device::{self, attach, constant};
 use super::kernel::{dispatch_float, host_fallback, output, slice, Float};
 use super::pool::rank4;
 use super::threads;
@@ -164,5 +165,46 @@ pub fn upsample_bilinear2d(x: &Tensor, out: (usize, usize), align_corners: bool)
         });
     }
     let g = Geom { planes: n * c, h, w, oh: out.0, ow: out.1, align_corners };
+    if device::wanted(x) {
+        return Ok(device_bilinear(&g, x)?);
+    }
     Ok(x.contiguous()?.apply_op1(Bilinear(g))?)
+}
+
+/// The interpolation matrix of one axis (`out × input`, row `o` holding output `o`'s two
+/// weights), from the taps computed in `T`'s precision as the host kernel computes them.
+fn tap_matrix<T: Float>(input: usize, out: usize, align_corners: bool) -> Vec<f64> {
+    let mut m = vec![0.0; out * input];
+    for (o, t) in taps::<T>(input, out, align_corners).into_iter().enumerate() {
+        m[o * input + t.i0] += t.l0.to_f64();
+        m[o * input + t.i1] += t.l1.to_f64();
+    }
+    m
+}
+
+/// `a · t · bᵀ` for each plane of `t: [N, C, H, W]`, with `a: [OH, H]` and `b: [OW, W]`.
+fn separable(t: &Tensor, a: &Tensor, b: &Tensor) -> CResult<Tensor> {
+    let (n, c, h, w) = t.dims4()?;
+    let (oh, ow) = (a.dim(0)?, b.dim(0)?);
+    let cols = t.contiguous()?.reshape((n * c * h, w))?.matmul(&b.t()?)?;
+    let cols = cols.reshape((n * c, h, ow))?.transpose(1, 2)?.contiguous()?.reshape((n * c * ow, h))?;
+    let both = cols.matmul(&a.t()?)?;
+    both.reshape((n * c, ow, oh))?.transpose(1, 2)?.contiguous()?.reshape((n, c, oh, ow))
+}
+
+/// Bilinear resizing on the device path (see `device.rs`): two products with the axes'
+/// interpolation matrices (the host kernel's weights), and for the gradient two products with
+/// their transposes.
+fn device_bilinear(g: &Geom, x: &Tensor) -> CResult<Tensor> {
+    let (rows, cols) = match x.dtype() {
+        candle_core::DType::F64 => {
+            (tap_matrix::<f64>(g.h, g.oh, g.align_corners), tap_matrix::<f64>(g.w, g.ow, g.align_corners))
+        }
+        _ => (tap_matrix::<f32>(g.h, g.oh, g.align_corners), tap_matrix::<f32>(g.w, g.ow, g.align_corners)),
+    };
+    let a = constant(rows, (g.oh, g.h), x)?;
+    let b = constant(cols, (g.ow, g.w), x)?;
+    let value = separable(&x.detach(), &a, &b)?;
+    let (at, bt) = (a.t()?.contiguous()?, b.t()?.contiguous()?);
+    attach("gaze-upsample-bilinear2d-device", &[x], value, move |_, _, grad| Ok(vec![Some(separable(grad, &at, &bt)?)]))
 }
