@@ -169,38 +169,77 @@ fn tf_explain_style_uses_guided_gradients_of_the_probability_without_relu() {
     assert!(want.iter().any(|v| *v < 0.0), "the reference should keep negative values");
 }
 
+/// Score-CAM's maps `[N, T, hw]` flattened, from the formula: each channel upsampled, min-max
+/// normalised, the image masked with it and run through `model` one masked image at a time.
+fn score_cam_reference(model: &TinyCnn, input: &candle_core::Tensor, layer: &str) -> Vec<f64> {
+    let x = flat(input);
+    let px = SIZE * SIZE;
+    let mut want = Vec::new();
+    for (n, classes) in TARGETS.iter().enumerate() {
+        let (a, dims) = activation(model, input, layer, n);
+        let (c, h, w) = (dims[0], dims[1], dims[2]);
+        let image = &x[n * 3 * px..(n + 1) * 3 * px];
+        let mut outputs = Vec::new();
+        for k in 0..c {
+            let up = bilinear(&a[k * h * w..(k + 1) * h * w], h, w, SIZE, SIZE, true);
+            let lo = up.iter().copied().fold(f64::INFINITY, f64::min);
+            let hi = up.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            let mask: Vec<f64> = up.iter().map(|v| (v - lo) / (hi - lo + 1e-8)).collect();
+            let masked: Vec<f64> = image.iter().enumerate().map(|(i, v)| v * mask[i % px]).collect();
+            let t = candle_core::Tensor::from_vec(masked, (1, 3, SIZE, SIZE), &candle_core::Device::Cpu).unwrap();
+            let logits = gaze_engine::TapModel::forward(model, &t).unwrap();
+            outputs.push(flat(&logits));
+        }
+        for &cls in classes {
+            let s: Vec<f64> = outputs.iter().map(|o| o[cls]).collect();
+            let wts = scored(&s, true);
+            want.extend(relu(weighted_sum(&a, &wts, h * w)));
+        }
+    }
+    want
+}
+
+/// Score-CAM through the crate on `model`, with the number of images the model ran.
+fn score_cam(model: &TinyCnn, layer: &str, batch: usize) -> (Vec<f64>, usize) {
+    let input = images(N, 5, DType::F64);
+    let target = Target::per_image_lists(TARGETS.iter().map(|t| t.to_vec()).collect());
+    let before = model.images_run.get();
+    let cam = Cam::new(CamConfig::new(CamMethod::ScoreCam, [layer]).with_batch(batch)).unwrap();
+    let attr = cam.explain(model, &input, &target).unwrap();
+    (flat(&attr.values), model.images_run.get() - before)
+}
+
 #[test]
 fn score_cam_weighs_channels_by_the_softmax_of_masked_scores() {
     let model = TinyCnn::new(11, DType::F64);
     let input = images(N, 5, DType::F64);
-    let x = flat(&input);
-    let px = SIZE * SIZE;
     for layer in ["pool1", "conv2"] {
         // A batch of 5 does not divide the 2·C masked inputs: the last chunk is partial.
-        let (got, _) = run(CamConfig::new(CamMethod::ScoreCam, [layer]).with_batch(5), false);
-        let mut want = Vec::new();
-        for (n, classes) in TARGETS.iter().enumerate() {
-            let (a, dims) = activation(&model, &input, layer, n);
-            let (c, h, w) = (dims[0], dims[1], dims[2]);
-            let image = &x[n * 3 * px..(n + 1) * 3 * px];
-            let mut outputs = Vec::new();
-            for k in 0..c {
-                let up = bilinear(&a[k * h * w..(k + 1) * h * w], h, w, SIZE, SIZE, true);
-                let lo = up.iter().copied().fold(f64::INFINITY, f64::min);
-                let hi = up.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-                let mask: Vec<f64> = up.iter().map(|v| (v - lo) / (hi - lo + 1e-8)).collect();
-                let masked: Vec<f64> = image.iter().enumerate().map(|(i, v)| v * mask[i % px]).collect();
-                let t = candle_core::Tensor::from_vec(masked, (1, 3, SIZE, SIZE), &candle_core::Device::Cpu).unwrap();
-                let logits = gaze_engine::TapModel::forward(&model, &t).unwrap();
-                outputs.push(flat(&logits));
-            }
-            for &cls in classes {
-                let s: Vec<f64> = outputs.iter().map(|o| o[cls]).collect();
-                let wts = scored(&s, true);
-                want.extend(relu(weighted_sum(&a, &wts, h * w)));
-            }
+        let (got, _) = score_cam(&model, layer, 5);
+        let err = rel_err(&got, &score_cam_reference(&model, &input, layer));
+        assert!(err < 1e-9, "{layer}: {err}");
+    }
+}
+
+#[test]
+fn score_cam_runs_the_zero_image_once_for_all_channels_that_are_zero() {
+    let input = images(N, 5, DType::F64);
+    let live = TinyCnn::new(11, DType::F64);
+    let dead = TinyCnn::new(11, DType::F64).with_dead_channel(2);
+    for layer in ["relu1", "pool1"] {
+        // The model as it is has no channel that is zero everywhere on these images.
+        for n in 0..N {
+            let (a, dims) = activation(&live, &input, layer, n);
+            let hw = dims[1] * dims[2];
+            assert!(a.chunks(hw).all(|ch| ch.iter().any(|v| *v != 0.0)), "{layer}: a zero channel in image {n}");
+            let (a, _) = activation(&dead, &input, layer, n);
+            assert!(a[2 * hw..3 * hw].iter().all(|v| *v == 0.0), "{layer}: channel 2 is not dead");
         }
-        let err = rel_err(&got, &want);
+        let (_, live_runs) = score_cam(&live, layer, 3);
+        let (got, dead_runs) = score_cam(&dead, layer, 3);
+        // Channel 2 of both images becomes one run of the zero image.
+        assert_eq!(dead_runs, live_runs - N + 1, "{layer}: images run");
+        let err = rel_err(&got, &score_cam_reference(&dead, &input, layer));
         assert!(err < 1e-9, "{layer}: {err}");
     }
 }

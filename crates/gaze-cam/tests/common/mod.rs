@@ -22,6 +22,8 @@ pub struct TinyCnn {
     pub cuts: Vec<String>,
     /// Whether the head's first activation tracked the autograd graph in the last forward pass.
     pub head_tracked: Cell<Option<bool>>,
+    /// How many images the model has run from its input (`forward_taps`).
+    pub images_run: Cell<usize>,
     device: Device,
 }
 
@@ -47,8 +49,19 @@ impl TinyCnn {
             bf: uniform(&mut rng, &[CLASSES], 0.1, dtype),
             cuts: LAYERS.iter().map(|s| s.to_string()).collect(),
             head_tracked: Cell::new(None),
+            images_run: Cell::new(0),
             device: Device::Cpu,
         }
+    }
+
+    /// The model with conv1's output channel `k` pushed far below zero (its bias −1000), so that
+    /// `relu1` and `pool1` are zero everywhere on that channel for inputs in [-1, 1].
+    pub fn with_dead_channel(mut self, k: usize) -> Self {
+        let mut b: Vec<f64> = flat(&self.b1);
+        b[k] = -1000.0;
+        let dtype = self.b1.dtype();
+        self.b1 = Tensor::from_vec(b, 4, &Device::Cpu).and_then(|t| t.to_dtype(dtype)).expect("a bias");
+        self
     }
 
     pub fn with_cuts(mut self, cuts: &[&str]) -> Self {
@@ -79,6 +92,7 @@ impl TinyCnn {
 
 impl TapModel for TinyCnn {
     fn forward_taps(&self, x: &Tensor, taps: &mut Taps) -> Result<Tensor> {
+        self.images_run.set(self.images_run.get() + x.dim(0)?);
         self.run(0, x.clone(), taps)
     }
 
