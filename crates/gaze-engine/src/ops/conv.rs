@@ -5,7 +5,7 @@
 
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result as CResult, Shape, Tensor};
 
-use super::device::{self, attach, pad, spread};
+use super::device::{self, attach, every, pad, spread};
 use super::kernel::{copy_short, dispatch_float, fill_short, host_fallback, output, slice, Float};
 use super::linear::same_dtype;
 use super::matmul::{matmul, matmul_serial, Mat};
@@ -1098,7 +1098,21 @@ fn device_conv(g: &Geom, x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> 
     }
     let (ph, pw) = (g.ph as isize, g.pw as isize);
     let xp = pad(&pad(&x.detach(), 2, ph, ph, None)?, 3, pw, pw, None)?;
-    let mut value = xp.conv2d(&weight.detach(), 0, g.sh, g.dh, g.groups)?;
+    let depthwise = g.groups > 1 && g.cin == g.groups && g.cout == g.groups;
+    let mut value = if depthwise {
+        depthwise_taps(g, &weight.detach())?
+            .into_iter()
+            .try_fold(None::<Tensor>, |acc, ((i, j), w)| {
+                let term = device_tap(g, &xp, (i, j))?.broadcast_mul(&w)?;
+                CResult::Ok(Some(match acc {
+                    Some(acc) => (acc + term)?,
+                    None => term,
+                }))
+            })?
+            .ok_or_else(|| candle_core::Error::Msg("conv2d: an empty kernel".into()))?
+    } else {
+        xp.conv2d(&weight.detach(), 0, g.sh, g.dh, g.groups)?
+    };
     let bias_shape = (1, g.cout, 1, 1);
     if let Some(b) = bias.filter(|b| !b.track_op()) {
         value = value.broadcast_add(&b.detach().reshape(bias_shape)?)?;
@@ -1106,7 +1120,11 @@ fn device_conv(g: &Geom, x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> 
     let geom = *g;
     let y = attach("gaze-conv2d-device", &[x, weight], value, move |operands, _, grad| {
         let (x, w) = (operands[0], operands[1]);
-        let dx = if x.track_op() { Some(device_input_grad(&geom, grad, &w.detach())?) } else { None };
+        let dx = match (x.track_op(), depthwise) {
+            (false, _) => None,
+            (true, false) => Some(device_input_grad(&geom, grad, &w.detach())?),
+            (true, true) => Some(device_depthwise_input_grad(&geom, grad, &w.detach())?),
+        };
         let dw = if w.track_op() {
             Some(x.detach().contiguous()?.apply_op2_no_bwd(&grad.contiguous()?, &ConvBackward::Weight(geom))?)
         } else {
@@ -1118,6 +1136,45 @@ fn device_conv(g: &Geom, x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> 
         Some(b) => y.broadcast_add(&b.reshape(bias_shape)?)?,
         None => y,
     }))
+}
+
+/// A depthwise convolution's kernel taps: for each offset `(i, j)` of the kernel, the channels'
+/// weights there as `[1, C, 1, 1]`.
+fn depthwise_taps(g: &Geom, w: &Tensor) -> CResult<Vec<((usize, usize), Tensor)>> {
+    let mut taps = Vec::with_capacity(g.kh * g.kw);
+    for i in 0..g.kh {
+        for j in 0..g.kw {
+            taps.push(((i, j), w.narrow(2, i, 1)?.narrow(3, j, 1)?.reshape((1, g.cout, 1, 1))?));
+        }
+    }
+    Ok(taps)
+}
+
+/// The elements of the padded input `xp` that kernel offset `(i, j)` reads for every output
+/// (`[N, C, OH, OW]`).
+fn device_tap(g: &Geom, xp: &Tensor, (i, j): (usize, usize)) -> CResult<Tensor> {
+    let rows = every(xp, 2, i * g.dh, g.oh, g.sh)?;
+    every(&rows, 3, j * g.dw, g.ow, g.sw)
+}
+
+/// The input gradient of a depthwise convolution (one kernel per channel) on the device path:
+/// the output gradient times each offset's weights, placed where that offset reads and summed,
+/// then the padding cut off. candle runs a grouped convolution as one convolution per group (a
+/// kernel launch per channel on a GPU); the depthwise value and gradient run as a few
+/// element-wise passes per kernel offset instead.
+fn device_depthwise_input_grad(g: &Geom, dy: &Tensor, w: &Tensor) -> CResult<Tensor> {
+    let (hp, wp) = (g.h + 2 * g.ph, g.w + 2 * g.pw);
+    let mut dxp: Option<Tensor> = None;
+    for ((i, j), wij) in depthwise_taps(g, w)? {
+        let rows = spread(&dy.broadcast_mul(&wij)?, 2, i * g.dh, g.sh, hp)?;
+        let placed = spread(&rows, 3, j * g.dw, g.sw, wp)?;
+        dxp = Some(match dxp {
+            Some(d) => (d + placed)?,
+            None => placed,
+        });
+    }
+    let dxp = dxp.ok_or_else(|| candle_core::Error::Msg("conv2d: an empty kernel".into()))?;
+    dxp.narrow(2, g.ph, g.h)?.narrow(3, g.pw, g.w)
 }
 
 /// The input gradient of a convolution on the device path: input pixel `i` receives

@@ -118,6 +118,14 @@ fn conv_cases() -> Vec<ConvCase> {
         ("groups 2 stride 2", [2, 4, 9, 7], [6, 2, 3, 3], c.groups(2).stride(2).padding(1), true),
         ("depthwise padding 1", [2, 4, 9, 7], [4, 1, 3, 3], c.groups(4).padding(1), true),
         ("depthwise stride 2 multiplier 2", [2, 4, 9, 7], [8, 1, 3, 3], c.groups(4).stride(2).padding(1), true),
+        (
+            "depthwise stride 2 padding 2 dilation 2",
+            [2, 5, 10, 9],
+            [5, 1, 3, 3],
+            c.groups(5).stride(2).padding(2).dilation(2),
+            true,
+        ),
+        ("depthwise 5x3 stride 2 no padding", [1, 3, 11, 8], [3, 1, 5, 3], c.groups(3).stride(2), true),
         ("pointwise 1x1 stride 2", [2, 6, 5, 7], [5, 6, 1, 1], c.stride(2), true),
     ]
 }
