@@ -44,6 +44,7 @@
 
 mod conv;
 mod device;
+mod forkjoin;
 mod kernel;
 mod linear;
 mod matmul;

@@ -1,8 +1,8 @@
 //! The threads the host kernels run on.
 //!
-//! The kernels share one rayon pool of their own, of `GAZE_NUM_THREADS` threads when that
-//! environment variable is set and of one thread per core otherwise; [`set_num_threads`] replaces
-//! it.
+//! The kernels share one pool of their own (`forkjoin.rs`), of `GAZE_NUM_THREADS` threads when
+//! that environment variable is set and of one thread per core otherwise, the calling thread
+//! included; [`set_num_threads`] replaces it.
 //! A kernel splits its work into jobs and runs them on the pool; a matrix multiply inside a job
 //! runs on that job's thread, so the count is the number of cores the ops use.
 //! Small work (under about a hundred thousand multiply-adds or element visits) runs on the
@@ -16,29 +16,24 @@
 
 use std::cell::Cell;
 use std::mem::MaybeUninit;
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 
-use rayon::prelude::*;
-use rayon::{ThreadPool, ThreadPoolBuilder};
+use super::forkjoin::Pool;
 
 use crate::{Error, Result};
 
 /// The environment variable that sets the number of threads.
 pub const NUM_THREADS_VAR: &str = "GAZE_NUM_THREADS";
 
-static POOL: RwLock<Option<Arc<ThreadPool>>> = RwLock::new(None);
+static POOL: RwLock<Option<Arc<Pool>>> = RwLock::new(None);
 
-fn build(threads: usize) -> Result<Arc<ThreadPool>> {
-    ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .thread_name(|i| format!("gaze-ops-{i}"))
-        .build()
-        .map(Arc::new)
-        .map_err(|e| Error::InvalidOption {
-            option: "number of threads".into(),
-            value: threads.to_string(),
-            expected: format!("a count the system can start ({e})"),
-        })
+fn build(threads: usize) -> Result<Arc<Pool>> {
+    Pool::new(threads, "gaze-ops").map(Arc::new).map_err(|e| Error::InvalidOption {
+        option: "number of threads".into(),
+        value: threads.to_string(),
+        expected: format!("a count the system can start ({e})"),
+    })
 }
 
 /// A thread count as `GAZE_NUM_THREADS` gives it.
@@ -67,7 +62,7 @@ fn default_threads() -> Result<usize> {
     }
 }
 
-fn pool() -> Result<Arc<ThreadPool>> {
+fn pool() -> Result<Arc<Pool>> {
     if let Some(pool) = POOL.read().unwrap_or_else(|e| e.into_inner()).as_ref() {
         return Ok(pool.clone());
     }
@@ -84,7 +79,7 @@ fn pool() -> Result<Arc<ThreadPool>> {
 ///
 /// Fails when `GAZE_NUM_THREADS` is set to something that is not a whole number of at least 1.
 pub fn num_threads() -> Result<usize> {
-    Ok(pool()?.current_num_threads())
+    Ok(pool()?.threads())
 }
 
 /// Sets the number of threads the ops use from now on (at least 1); it overrides
@@ -166,17 +161,34 @@ pub(crate) fn run(
         return (0..jobs).try_for_each(job);
     }
     let pool = pool().map_err(candle_core::Error::wrap)?;
-    if pool.current_num_threads() <= 1 {
+    if pool.threads() <= 1 {
         return (0..jobs).try_for_each(job);
     }
-    pool.install(|| {
-        (0..jobs).into_par_iter().try_for_each(|i| {
-            let outer = IN_JOB.with(|f| f.replace(true));
-            let r = job(i);
-            IN_JOB.with(|f| f.set(outer));
-            r
-        })
-    })
+    let failed = AtomicBool::new(false);
+    let error = Mutex::new(None);
+    pool.run(jobs, &|i| {
+        // After a failure the remaining jobs are skipped.
+        if failed.load(Ordering::Relaxed) {
+            return;
+        }
+        let outer = IN_JOB.with(|f| f.replace(true));
+        let r = job(i);
+        IN_JOB.with(|f| f.set(outer));
+        if let Err(e) = r {
+            failed.store(true, Ordering::Relaxed);
+            error.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(e);
+        }
+    });
+    match error.into_inner().unwrap_or_else(|e| e.into_inner()) {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// Marks the calling thread as one of the pool's workers: the kernels it runs are jobs, and a
+/// kernel nested in them runs serially.
+pub(super) fn mark_worker() {
+    IN_JOB.with(|f| f.set(true));
 }
 
 /// Runs `f(i, chunk)` for each chunk `i` of `chunk` elements of `out` (the last may be shorter),
