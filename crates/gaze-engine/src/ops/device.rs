@@ -15,8 +15,8 @@
 //! The ops' tests in `device_tests.rs` hold every op's device path to its host kernels, values
 //! and gradients.
 //! A configuration that candle's kernels cannot express (a convolution with different strides or
-//! dilations along the two axes, a weight gradient of a grouped convolution) keeps the host
-//! kernels, copying to the host and back.
+//! dilations along the two axes, a convolution's weight gradient, which no attribution method
+//! asks for) keeps the host kernels, copying to the host and back.
 //!
 //! This module owns the plumbing: [`attach`], and the reshaping helpers [`pad`], [`every`] and
 //! [`spread`]; each op's device path lives beside its host kernels (`device_*` in `conv.rs`,

@@ -19,10 +19,11 @@
 //! On other devices (CUDA) the ops take the device path (`device.rs`): candle's kernels for the
 //! device compute the value (cuDNN's convolutions with the `cudnn` feature, cuBLAS's products) and
 //! the same gradients are written as candle tensor ops on the device; the few configurations
-//! candle's kernels cannot express (a convolution with different strides or dilations along the two
-//! axes, a grouped convolution's weight gradient, an adaptive pooling whose output size does not
-//! divide the input's) copy to the host kernels and back. [`set_device_path_on_host`] runs the
-//! device path on the host too, which is how it is tested against the host kernels.
+//! candle's kernels cannot express (a convolution with different strides or dilations along the
+//! two axes, a convolution's weight gradient, which no attribution method asks for, an adaptive
+//! pooling whose output size does not divide the input's) copy to the host kernels and back.
+//! [`set_device_path_on_host`] runs the device path on the host too, which is how it is tested
+//! against the host kernels.
 //!
 //! ## Speed
 //! - Matrix products run on OpenBLAS (the default `openblas` feature, when the build finds
@@ -40,7 +41,9 @@
 //! - Max pooling keeps where each window's maximum lies, so its backward pass is a scatter; the
 //!   ReLU's backward pass is one pass over the input and the gradient.
 //! - The threads: see [`num_threads`] and [`set_num_threads`] (`GAZE_NUM_THREADS`); a binary
-//!   calls [`tune_process`] at the start of `main`.
+//!   calls [`tune_process`] at the start of `main`. The jobs run on a fork-join pool of the ops'
+//!   own (`forkjoin.rs`): the calling thread takes jobs too, and the workers spin briefly between
+//!   kernels instead of falling asleep after each.
 
 mod conv;
 mod device;
