@@ -185,8 +185,12 @@ unsafe fn stencil_f32_avx2(
 }
 
 thread_local! {
-    static SCRATCH_F32: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
-    static SCRATCH_F64: std::cell::RefCell<Vec<f64>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// Each thread's scratch buffers, one per level of nesting in use (a kernel that keeps a
+    /// buffer while its jobs run, as Winograd's convolution keeps its transformed kernels, and
+    /// the jobs that the calling thread runs itself): a buffer is taken for a call and put back
+    /// after it, so that neither level allocates after the first call.
+    static SCRATCH_F32: std::cell::RefCell<Vec<Vec<f32>>> = const { std::cell::RefCell::new(Vec::new()) };
+    static SCRATCH_F64: std::cell::RefCell<Vec<Vec<f64>>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 macro_rules! float_impl {
@@ -200,16 +204,13 @@ macro_rules! float_impl {
             }
 
             fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [Self]) -> R) -> R {
-                $scratch.with(|cell| match cell.try_borrow_mut() {
-                    Ok(mut buf) => {
-                        if buf.len() < len {
-                            buf.resize(len, 0.0);
-                        }
-                        f(&mut buf[..len])
-                    }
-                    // A kernel nested in another on the same thread gets a buffer of its own.
-                    Err(_) => f(&mut vec![0.0; len]),
-                })
+                let mut buf = $scratch.with(|cell| cell.borrow_mut().pop()).unwrap_or_default();
+                if buf.len() < len {
+                    buf.resize(len, 0.0);
+                }
+                let r = f(&mut buf[..len]);
+                $scratch.with(|cell| cell.borrow_mut().push(buf));
+                r
             }
 
             unsafe fn gemm_serial(
