@@ -110,7 +110,12 @@ fn gaze_explain_over_a_folder_of_hundreds_of_images_keeps_its_peak_memory_flat()
     assert_eq!(many_raw["targets"].dims(), [300, 1]);
     let head: Vec<f32> = many_raw["attribution"].narrow(0, 0, 40).unwrap().flatten_all().unwrap().to_vec1().unwrap();
     let few_maps: Vec<f32> = few_raw["attribution"].flatten_all().unwrap().to_vec1().unwrap();
-    assert!(head == few_maps, "the first 40 maps differ between the two runs");
+    // The same maps up to float rounding: the engine picks a convolution's algorithm (Winograd's
+    // variants or im2col) for each call's batch, and the last chunk of the 40 is smaller.
+    let peak = few_maps.iter().fold(0f32, |m, v| m.max(v.abs()));
+    assert!(peak > 0.0, "the maps are all zero");
+    let worst = head.iter().zip(&few_maps).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+    assert!(worst <= 1e-4 * peak, "the first 40 maps differ between the two runs by {worst} (largest value {peak})");
     let _ = std::fs::remove_dir_all(&dir);
     let growth = many.saturating_sub(few);
     assert!(growth < 8 * 1024, "peak memory grew by {growth} KiB from 40 to 300 images ({few} KiB to {many} KiB)");

@@ -1338,16 +1338,24 @@ mod tests {
         assert_eq!(winograd_cases, 3, "the last three shapes run Winograd's variants both ways");
     }
 
-    /// In `f32`, a batch gives each image the values of a call on that image alone, bit for bit,
-    /// on shapes that run Winograd's F(4×4, 3×3) and F(2×2, 3×3) and im2col, forward and input
-    /// gradient: the algorithm is chosen per plane, and each image's sums are the same.
+    /// In `f32`, a batch gives each image the values of a call on that image alone up to float
+    /// rounding, forward and input gradient, on shapes where the batch runs Winograd's F(4×4, 3×3)
+    /// and the single image F(4×4, 3×3), F(2×2, 3×3) or im2col: the algorithm is chosen per call
+    /// by the batch's tiles (a batch amortises the transformed kernels over more tiles) and its
+    /// tiles are grouped across images, so the sums differ by rounding only: within 1e-4 of the
+    /// largest value, the tolerance that holds the models to PyTorch (measured 1.6e-5 with 16
+    /// channels; the transforms' own f32 error is measured in `winograd.rs`).
     #[test]
-    fn a_batch_equals_its_images_one_by_one_in_f32() {
+    fn a_batch_matches_its_images_one_by_one_in_f32() {
         let cases = [
             ([3, 16, 45, 47], [16, 16, 3, 3], Conv2dConfig::default().padding(1)),
             ([3, 16, 30, 30], [24, 16, 3, 3], Conv2dConfig::default().padding(1)),
-            ([3, 16, 13, 11], [16, 16, 3, 3], Conv2dConfig::default().padding(1)),
+            ([16, 16, 13, 11], [16, 16, 3, 3], Conv2dConfig::default().padding(1)),
         ];
+        let close = |a: &[f32], b: &[f32]| {
+            let peak = b.iter().fold(0f32, |m, v| m.max(v.abs()));
+            a.iter().zip(b).all(|(u, v)| (u - v).abs() <= 1e-4 * peak)
+        };
         let f32s = |v: Vec<f64>| v.into_iter().map(|v| v as f32).collect::<Vec<f32>>();
         for (x_dims, w_dims, cfg) in cases {
             let whole = Geom::new(&x_dims, &w_dims, cfg).unwrap();
@@ -1362,8 +1370,8 @@ mod tests {
             for i in 0..whole.n {
                 let yi = forward_split(&one, 2, &x[i * xs..(i + 1) * xs], &w, &b).unwrap();
                 let dxi = input_grad_split(&one, 2, &dy[i * ys..(i + 1) * ys], &w).unwrap();
-                assert!(yi == y[i * ys..(i + 1) * ys], "{x_dims:?}: image {i}'s output");
-                assert!(dxi == dx[i * xs..(i + 1) * xs], "{x_dims:?}: image {i}'s input gradient");
+                assert!(close(&yi, &y[i * ys..(i + 1) * ys]), "{x_dims:?}: image {i}'s output");
+                assert!(close(&dxi, &dx[i * xs..(i + 1) * xs]), "{x_dims:?}: image {i}'s input gradient");
             }
         }
     }

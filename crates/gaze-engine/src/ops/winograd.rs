@@ -12,8 +12,8 @@
 //! convolution of the output gradient, with the kernels flipped, the channel roles swapped and
 //! padding `2 − p`, so one routine serves both passes.
 //!
-//! Layout: the work is split into jobs of (band of one image's tile rows, block of output
-//! channels), split the same way for an image in any batch. Each job copies the input rows its tiles read into a buffer of its
+//! Layout: the work is split into jobs of (band of tile rows, of one image or several in turn;
+//! block of output channels). Each job copies the input rows its tiles read into a buffer of its
 //! thread, zero-padded to whole tiles and with blocks of eight channels innermost, transforms its
 //! tiles eight channels at a time (one per SIMD lane, AVX2 where the CPU has it), multiplies, and
 //! transforms the products back eight tiles at a time into its band of output rows.
@@ -265,19 +265,16 @@ impl Plan {
         self.w + 2 * self.pw - 2
     }
 
-    /// The tiles of side `m` that cover the output of one image.
+    /// The tiles of side `m` that cover the output of all the images.
     fn tiles(&self, m: usize) -> usize {
-        self.oh().div_ceil(m) * self.ow().div_ceil(m)
+        self.n * self.oh().div_ceil(m) * self.ow().div_ceil(m)
     }
 
-    /// The variant that pays on this shape, if any: F(4×4, 3×3) when an image has tiles enough
-    /// to amortise its kernels (four times the weights' size, transformed on each call) and its
+    /// The variant that pays on this shape, if any: F(4×4, 3×3) when there are tiles enough to
+    /// amortise its kernels (four times the weights' size, transformed on each call) and its
     /// wider transforms, F(2×2, 3×3) on smaller planes, and none (im2col and gemm) below that or
     /// with few channels, where the transforms cost more than they save (measured on VGG16's and
-    /// ResNet-50's layers at batch 1).
-    /// The choice depends on the plane, not on the batch, so that an image's result does not
-    /// depend on the batch it comes in (a folder explained in chunks gives each image the values
-    /// of a call on it alone).
+    /// ResNet-50's layers at batch 1 and 8).
     pub(crate) fn variant(&self) -> Option<Variant> {
         if self.cin < 16 || self.cout < 16 {
             None
@@ -504,104 +501,102 @@ pub(crate) fn conv<T: Float, const A: usize, const M: usize, W: Transform<A, M>>
     if y.is_empty() {
         return Ok(y);
     }
-    // Bands of each image's tile rows with at most 256 tiles each, fewer when the transformed
-    // input and output of a band would pass 4 Mi elements, and at least two bands per thread
-    // where there are rows enough; then blocks of output channels when the bands are too few to
-    // keep every thread busy (each block transforms the band's input again). The split depends on
-    // the image's plane and the threads, not on the batch, so that each image's products have the
-    // same shapes, and so the same sums, in any batch.
+    // Bands of tile rows (of every image in turn) with at most 256 tiles each, fewer when the
+    // transformed input and output of a band would pass 4 Mi elements, and at least two bands
+    // per thread where there are rows enough; then blocks of output channels when the bands are
+    // too few to keep every thread busy (each block transforms the band's input again).
+    let rows = p.n * th;
     let per_tile = A * A * (p.cin + p.cout);
     let want = ((1usize << 22) / per_tile.max(1)).clamp(L, 256);
-    let rows_per_band = want.div_ceil(tw).min(th.div_ceil(2 * threads.max(1))).clamp(1, th);
-    let bands: Vec<(usize, (usize, usize))> = (0..p.n)
-        .flat_map(|img| (0..th).step_by(rows_per_band).map(move |r| (img, (r, (r + rows_per_band).min(th)))))
-        .collect();
-    let per_image = th.div_ceil(rows_per_band);
-    let parts = if per_image >= threads || threads <= 1 {
+    let rows_per_band = want.div_ceil(tw).min(rows.div_ceil(2 * threads.max(1))).clamp(1, rows);
+    let bands: Vec<(usize, usize)> =
+        (0..rows).step_by(rows_per_band).map(|r| (r, (r + rows_per_band).min(rows))).collect();
+    let parts = if bands.len() >= threads || threads <= 1 {
         1
     } else {
-        (2 * threads).div_ceil(per_image).min(p.cout.div_ceil(16))
+        (2 * threads).div_ceil(bands.len()).min(p.cout.div_ceil(16))
     };
     let step = p.cout.div_ceil(parts.max(1)).max(1);
     let blocks: Vec<(usize, usize)> = (0..p.cout).step_by(step).map(|c| (c, (c + step).min(p.cout))).collect();
-    // (image, tile rows, output channels).
-    type Range = (usize, usize);
-    let jobs: Vec<(usize, Range, Range)> =
-        bands.iter().flat_map(|&(img, rows)| blocks.iter().map(move |&c| (img, rows, c))).collect();
+    let jobs: Vec<((usize, usize), (usize, usize))> =
+        bands.iter().flat_map(|&b| blocks.iter().map(move |&c| (b, c))).collect();
     let out = SharedOut::new(&mut y);
-    let work = p.n * th * tw * A * A * p.cin * p.cout;
+    let work = rows * tw * A * A * p.cin * p.cout;
     threads::run(jobs.len(), work, |j| {
-        let (image, (first, last), (c0, c1)) = jobs[j];
-        let (lo, hi) = (first * M, (last * M).min(oh));
-        let mut job = Job {
-            p,
-            wp,
-            ow,
-            chans: (c0, c1),
-            image,
-            first_row: lo,
-            rows: (last - first) * M + 2,
-            out_rows: hi - lo,
-            tiles: Vec::new(),
-        };
-        for ty in first..last {
-            for tx in 0..tw {
-                job.tiles.push(Tile { input: ((ty - first) * M * wp + tx * M) * L, row: ty * M - lo, col: tx * M });
+        let ((r0, r1), (c0, c1)) = jobs[j];
+        let mut job = Job { p, wp, ow, chans: (c0, c1), tiles: Vec::new(), images: Vec::new() };
+        // The band's tiles, and its output rows: for each image it touches, for each channel
+        // of the block.
+        let mut dst = Vec::with_capacity((r1 - r0) * (c1 - c0));
+        let mut slab = 0;
+        for img in r0 / th..=(r1 - 1) / th {
+            let (first, last) = (r0.max(img * th) - img * th, r1.min((img + 1) * th) - img * th);
+            let (lo, hi) = (first * M, (last * M).min(oh));
+            let image = Segment { image: img, first_row: first * M, rows: (last - first) * M + 2, at: slab };
+            for ty in first..last {
+                for tx in 0..tw {
+                    job.tiles.push(Tile {
+                        input: image.at + ((ty - first) * M * wp + tx * M) * L,
+                        image: job.images.len(),
+                        row: ty * M - lo,
+                        col: tx * M,
+                    });
+                }
+            }
+            slab += p.cin.div_ceil(L) * image.rows * wp * L;
+            job.images.push((image, hi - lo));
+            for co in c0..c1 {
+                // SAFETY: this job alone writes output rows `lo..hi` of channel `co` of image
+                // `img`: the bands share no tile rows, the blocks no channels.
+                dst.push(unsafe { out.slice(((img * p.cout + co) * oh + lo) * ow, (hi - lo) * ow)? });
             }
         }
-        // The band's output rows of each channel of the block.
-        let mut dst = Vec::with_capacity(c1 - c0);
-        for co in c0..c1 {
-            // SAFETY: this job alone writes output rows `lo..hi` of channel `co` of its image: the
-            // bands share no tile rows, the blocks no channels.
-            dst.push(unsafe { out.slice(((image * p.cout + co) * oh + lo) * ow, (hi - lo) * ow)? });
-        }
         let bias = bias.map(|b| &b[c0..c1]);
-        let len = job.slab() + A * A * (p.cin + (c1 - c0)) * job.tiles.len();
+        let len = slab + A * A * (p.cin + (c1 - c0)) * job.tiles.len();
         T::with_scratch(len, |buf| simd!(run_job::<T, A, M, W>(&job, x, u, bias, &mut dst, buf)))
     })?;
     Ok(y)
 }
 
+/// The input rows of one image that a job's tiles read, copied with their zero padding into the
+/// job's buffer: padded rows `first_row..first_row + rows` (input row `first_row − ph` first),
+/// each `wp` wide, in blocks of [`L`] channels with the block's channels innermost
+/// (`[block][row][column][channel]`, channels past the last zero), from element `at` of the
+/// buffer: a tile's element for a block of channels is one vector load.
+#[derive(Clone, Copy)]
+struct Segment {
+    image: usize,
+    first_row: usize,
+    rows: usize,
+    at: usize,
+}
+
 /// One tile of a job: where its input tile starts in the job's padded copy of the first block of
-/// channels (see [`Job`]), and where its output tile starts in the job's band of the output.
+/// channels (see [`Segment`]), and where its output tile starts in the job's band of the image's
+/// output.
 #[derive(Clone, Copy)]
 struct Tile {
     input: usize,
+    image: usize,
     row: usize,
     col: usize,
 }
 
-/// One job of [`conv`]: a band of tile rows of one image and the output channels `chans`.
-///
-/// The job copies the input rows its tiles read, with their zero padding, into its buffer: padded
-/// rows `first_row..first_row + rows` (input row `first_row − ph` first), each `wp` wide, in blocks
-/// of [`L`] channels with the block's channels innermost (`[block][row][column][channel]`,
-/// channels past the last zero), so that a tile's element for a block of channels is one vector
-/// load.
+/// One job of [`conv`]: its tiles, the output rows of each image they cover, and the output
+/// channels `chans`.
 struct Job {
     p: Plan,
     wp: usize,
     ow: usize,
     chans: (usize, usize),
-    image: usize,
-    first_row: usize,
-    rows: usize,
-    /// The output rows of the band.
-    out_rows: usize,
     tiles: Vec<Tile>,
-}
-
-impl Job {
-    /// The elements of the job's padded copy of its input rows.
-    fn slab(&self) -> usize {
-        self.p.cin.div_ceil(L) * self.rows * self.wp * L
-    }
+    /// Each image the job touches: its padded input rows and the rows of its output band.
+    images: Vec<(Segment, usize)>,
 }
 
 /// Transforms the job's input tiles, multiplies them by the kernels and writes the output tiles:
-/// `dst[o]` is the band of channel `chans.0 + o`;
-/// `buf` holds the padded input rows and the transformed tiles
+/// `dst[i · channels + o]` is the band of image `i` (of the job's) and channel `chans.0 + o`;
+/// `buf` holds the padded input rows (the segments') and the transformed tiles
 /// (`A² · (cin + channels) · tiles` elements).
 #[inline(always)]
 fn run_job<T: Float, const A: usize, const M: usize, W: Transform<A, M>>(
@@ -612,11 +607,11 @@ fn run_job<T: Float, const A: usize, const M: usize, W: Transform<A, M>>(
     dst: &mut [&mut [T]],
     buf: &mut [T],
 ) -> Result<()> {
-    let Job { p, wp, ow, chans: (c0, c1), image, first_row, rows, out_rows, ref tiles } = *job;
+    let Job { p, wp, ow, chans: (c0, c1), ref tiles, ref images } = *job;
     let cin = p.cin;
     let (cr, nt) = (c1 - c0, tiles.len());
     let blocks = cin.div_ceil(L);
-    let (slab, block) = (job.slab(), rows * wp * L);
+    let slab = images.last().map_or(0, |(s, _)| s.at + blocks * s.rows * wp * L);
     let (vl, ml) = (A * A * cin * nt, A * A * cr * nt);
     if buf.len() < slab + vl + ml {
         candle_core::bail!("winograd conv: a scratch buffer of {} elements for {}", buf.len(), slab + vl + ml);
@@ -624,25 +619,31 @@ fn run_job<T: Float, const A: usize, const M: usize, W: Transform<A, M>>(
     {
         let (xp, rest) = buf.split_at_mut(slab);
         // The input rows the tiles read, zero-padded, channels innermost in blocks of `L`.
-        for (cb, dst) in xp.chunks_exact_mut(block).enumerate() {
-            for (r, row) in dst.chunks_exact_mut(wp * L).enumerate() {
-                let Some(iy) = (first_row + r).checked_sub(p.ph).filter(|&iy| iy < p.h) else {
-                    row.fill(T::ZERO);
-                    continue;
-                };
-                row[..p.pw * L].fill(T::ZERO);
-                row[(p.pw + p.w) * L..].fill(T::ZERO);
-                for l in 0..L {
-                    let c = cb * L + l;
-                    if c >= cin {
-                        for ix in 0..p.w {
-                            row[(p.pw + ix) * L + l] = T::ZERO;
-                        }
+        for (seg, _) in images {
+            let block = seg.rows * wp * L;
+            for cb in 0..blocks {
+                let dst = &mut xp[seg.at + cb * block..seg.at + (cb + 1) * block];
+                for (r, row) in dst.chunks_exact_mut(wp * L).enumerate() {
+                    let iy = (seg.first_row + r).checked_sub(p.ph).filter(|&iy| iy < p.h);
+                    let Some(iy) = iy else {
+                        row.fill(T::ZERO);
                         continue;
-                    }
-                    let at = ((image * cin + c) * p.h + iy) * p.w;
-                    for (ix, &v) in x[at..at + p.w].iter().enumerate() {
-                        row[(p.pw + ix) * L + l] = v;
+                    };
+                    row[..p.pw * L].fill(T::ZERO);
+                    row[(p.pw + p.w) * L..].fill(T::ZERO);
+                    for l in 0..L {
+                        let c = cb * L + l;
+                        if c >= cin {
+                            for ix in 0..p.w {
+                                row[(p.pw + ix) * L + l] = T::ZERO;
+                            }
+                            continue;
+                        }
+                        let src =
+                            &x[((seg.image * cin + c) * p.h + iy) * p.w..((seg.image * cin + c) * p.h + iy + 1) * p.w];
+                        for (ix, &v) in src.iter().enumerate() {
+                            row[(p.pw + ix) * L + l] = v;
+                        }
                     }
                 }
             }
@@ -654,6 +655,7 @@ fn run_job<T: Float, const A: usize, const M: usize, W: Transform<A, M>>(
         let mut d = [[[T::ZERO; L]; A]; A];
         let mut tv = [[[T::ZERO; L]; A]; A];
         for (t, tile) in tiles.iter().enumerate() {
+            let block = images[tile.image].0.rows * wp * L;
             for cb in 0..blocks {
                 let at = tile.input + cb * block;
                 for (i, di) in d.iter_mut().enumerate() {
@@ -689,8 +691,8 @@ fn run_job<T: Float, const A: usize, const M: usize, W: Transform<A, M>>(
                 }
                 both(W::at, &m, &mut y);
                 for (l, tile) in group.iter().enumerate() {
-                    let band = &mut dst[o];
-                    for (i, yi) in y.iter().enumerate().take(out_rows.saturating_sub(tile.row)) {
+                    let (band, rows) = (&mut dst[tile.image * cr + o], images[tile.image].1);
+                    for (i, yi) in y.iter().enumerate().take(rows.saturating_sub(tile.row)) {
                         let row = &mut band[(tile.row + i) * ow..(tile.row + i + 1) * ow];
                         for (j, yij) in yi.iter().enumerate().take(ow.saturating_sub(tile.col)) {
                             row[tile.col + j] = yij[l] + b;
