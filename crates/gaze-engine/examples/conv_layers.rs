@@ -32,7 +32,7 @@ const VGG16: [Shape; 7] = [
 
 /// ResNet-50's convolution shapes at 224 × 224 (torchvision's layout: the stride on the 3×3
 /// convolution of each stage's first block).
-const RESNET50: [Shape; 20] = [
+const RESNET50: [Shape; 23] = [
     (3, 64, 7, 2, 224, 1),
     (64, 64, 1, 1, 56, 1),
     (64, 64, 3, 1, 56, 3),
@@ -53,6 +53,9 @@ const RESNET50: [Shape; 20] = [
     (1024, 512, 1, 1, 14, 1),
     (512, 512, 3, 2, 14, 1),
     (512, 2048, 1, 1, 7, 3),
+    (2048, 512, 1, 1, 7, 2),
+    (512, 512, 3, 1, 7, 2),
+    (1024, 2048, 1, 2, 14, 1),
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -61,12 +64,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let model = std::env::var("MODEL").unwrap_or_else(|_| "vgg16".into());
     let shapes: Vec<Shape> = match model.as_str() {
         "vgg16" => VGG16.to_vec(),
-        "resnet50" => {
-            let mut s = RESNET50.to_vec();
-            // The remaining shapes of layer4 (1×1 2048→512 and 3×3 512 at 7×7) and the shortcut.
-            s.extend([(2048, 512, 1, 1, 7, 2), (512, 512, 3, 1, 7, 2), (1024, 2048, 1, 2, 14, 1)]);
-            s
-        }
+        "resnet50" => RESNET50.to_vec(),
         other => return Err(format!("MODEL={other}: not one of vgg16, resnet50").into()),
     };
     let name = |&(c, o, k, s, side, _): &Shape| format!("{c}-{o}-{k}-{s}-{side}");

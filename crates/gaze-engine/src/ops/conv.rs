@@ -5,7 +5,7 @@
 
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result as CResult, Shape, Tensor};
 
-use super::device::{self, attach, every, pad, spread};
+use super::device::{self, attach, every, pad, spread, sum};
 use super::kernel::{copy_short, dispatch_float, fill_short, host_fallback, output, slice, Float};
 use super::linear::same_dtype;
 use super::matmul::{matmul, matmul_serial, Mat};
@@ -1100,16 +1100,8 @@ fn device_conv(g: &Geom, x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> 
     let xp = pad(&pad(&x.detach(), 2, ph, ph, None)?, 3, pw, pw, None)?;
     let depthwise = g.groups > 1 && g.cin == g.groups && g.cout == g.groups;
     let mut value = if depthwise {
-        depthwise_taps(g, &weight.detach())?
-            .into_iter()
-            .try_fold(None::<Tensor>, |acc, ((i, j), w)| {
-                let term = device_tap(g, &xp, (i, j))?.broadcast_mul(&w)?;
-                CResult::Ok(Some(match acc {
-                    Some(acc) => (acc + term)?,
-                    None => term,
-                }))
-            })?
-            .ok_or_else(|| candle_core::Error::Msg("conv2d: an empty kernel".into()))?
+        let taps = depthwise_taps(g, &weight.detach())?;
+        sum(taps.into_iter().map(|(at, w)| device_tap(g, &xp, at)?.broadcast_mul(&w)), "conv2d")?
     } else {
         xp.conv2d(&weight.detach(), 0, g.sh, g.dh, g.groups)?
     };
@@ -1164,16 +1156,11 @@ fn device_tap(g: &Geom, xp: &Tensor, (i, j): (usize, usize)) -> CResult<Tensor> 
 /// element-wise passes per kernel offset instead.
 fn device_depthwise_input_grad(g: &Geom, dy: &Tensor, w: &Tensor) -> CResult<Tensor> {
     let (hp, wp) = (g.h + 2 * g.ph, g.w + 2 * g.pw);
-    let mut dxp: Option<Tensor> = None;
-    for ((i, j), wij) in depthwise_taps(g, w)? {
+    let placed = depthwise_taps(g, w)?.into_iter().map(|((i, j), wij)| {
         let rows = spread(&dy.broadcast_mul(&wij)?, 2, i * g.dh, g.sh, hp)?;
-        let placed = spread(&rows, 3, j * g.dw, g.sw, wp)?;
-        dxp = Some(match dxp {
-            Some(d) => (d + placed)?,
-            None => placed,
-        });
-    }
-    let dxp = dxp.ok_or_else(|| candle_core::Error::Msg("conv2d: an empty kernel".into()))?;
+        spread(&rows, 3, j * g.dw, g.sw, wp)
+    });
+    let dxp = sum(placed, "conv2d input gradient")?;
     dxp.narrow(2, g.ph, g.h)?.narrow(3, g.pw, g.w)
 }
 

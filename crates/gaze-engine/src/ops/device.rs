@@ -18,8 +18,8 @@
 //! dilations along the two axes, a convolution's weight gradient, which no attribution method
 //! asks for) keeps the host kernels, copying to the host and back.
 //!
-//! This module owns the plumbing: [`attach`], and the reshaping helpers [`pad`], [`every`] and
-//! [`spread`]; each op's device path lives beside its host kernels (`device_*` in `conv.rs`,
+//! This module owns the plumbing: [`attach`], the reshaping helpers [`pad`], [`every`] and
+//! [`spread`], and [`sum`]; each op's device path lives beside its host kernels (`device_*` in `conv.rs`,
 //! `pool.rs`, …).
 
 use std::cell::Cell;
@@ -70,7 +70,7 @@ fn copy_value<S: BackendStorage<Device = D>, D: BackendDevice<Storage = S>>(s: &
     Ok((out, l.shape().clone()))
 }
 
-/// The first gradient or a clear error: `backward` returned too few.
+/// Gradient `i` of `grads` (taken out), or a clear error when `backward` returned fewer.
 fn nth(grads: &mut [Option<Tensor>], i: usize, name: &str) -> CResult<Option<Tensor>> {
     match grads.get_mut(i) {
         Some(g) => Ok(g.take()),
@@ -239,7 +239,7 @@ pub(super) fn spread(t: &Tensor, dim: usize, offset: usize, step: usize, len: us
 }
 
 /// The mask `[value > 0]` of `value`'s dtype: where a ReLU passes its gradient.
-pub(super) fn positive_mask(value: &Tensor) -> CResult<Tensor> {
+fn positive_mask(value: &Tensor) -> CResult<Tensor> {
     value.gt(&value.zeros_like()?)?.to_dtype(value.dtype())
 }
 
@@ -253,6 +253,19 @@ pub(super) fn relu_grad(mode: super::ReluMode, value: &Tensor, grad: &Tensor) ->
         ReluMode::Guided => grad.relu()? * positive_mask(&value)?,
         ReluMode::Deconvnet => grad.relu(),
     }
+}
+
+/// The sum of `terms` (at least one, all of one shape): a kernel's taps or a window's offsets.
+pub(super) fn sum(terms: impl IntoIterator<Item = CResult<Tensor>>, what: &str) -> CResult<Tensor> {
+    let mut total: Option<Tensor> = None;
+    for term in terms {
+        let term = term?;
+        total = Some(match total {
+            Some(t) => (t + term)?,
+            None => term,
+        });
+    }
+    total.ok_or_else(|| candle_core::Error::Msg(format!("{what}: nothing to sum")))
 }
 
 /// A host vector as a tensor of `t`'s dtype on `t`'s device.

@@ -4,7 +4,7 @@ use std::sync::{Arc, Mutex};
 
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result as CResult, Shape, Tensor};
 
-use super::device::{self, attach, constant, every, pad, spread};
+use super::device::{self, attach, constant, every, pad, spread, sum};
 use super::kernel::{dispatch_float, host_fallback, output, slice, Float};
 use super::threads::{self, SharedOut};
 use crate::{Error, Result};
@@ -682,17 +682,8 @@ fn device_avg_pool(g: &Geom, x: &Tensor) -> CResult<Tensor> {
     let (geom, hp, wp) = (*g, xp.dim(2)?, xp.dim(3)?);
     attach("gaze-avg-pool2d-device", &[x], value, move |_, _, grad| {
         let share = grad.broadcast_div(&divisors)?;
-        let mut dxp: Option<Tensor> = None;
-        for i in 0..c.kernel.0 {
-            for j in 0..c.kernel.1 {
-                let placed = device_place(&geom, &share, (i, j), (hp, wp))?;
-                dxp = Some(match dxp {
-                    Some(d) => (d + placed)?,
-                    None => placed,
-                });
-            }
-        }
-        let dxp = dxp.ok_or_else(|| candle_core::Error::Msg("avg_pool2d: an empty window".into()))?;
+        let offsets = (0..c.kernel.0).flat_map(|i| (0..c.kernel.1).map(move |j| (i, j)));
+        let dxp = sum(offsets.map(|at| device_place(&geom, &share, at, (hp, wp))), "avg_pool2d")?;
         Ok(vec![Some(device_unpad(&geom, &dxp)?)])
     })
 }
