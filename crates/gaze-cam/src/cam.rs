@@ -125,15 +125,79 @@ impl Cam {
         Ok(Attribution { values, targets, scores: Some(scores), meta })
     }
 
+    /// The raw maps `[N, T, h, w]` of a one-layer configuration from the layer's activation
+    /// `activation` (`[N, C, h, w]`) instead of the images: only the tail of the network after the
+    /// layer runs ([`TapModel::forward_from`]; the layer must be one of the model's cut points).
+    /// They are the maps [`explain`](Explainer::explain) gives for images whose activation at the
+    /// layer is `activation`; a method that has already run the head (guided Grad-CAM) uses it to
+    /// save a second forward pass through the head.
+    /// Score-CAM, Ablation-CAM and `aug_smooth` need the images, and are an error here.
+    pub fn explain_from_layer<M: TapModel + ?Sized>(
+        &self,
+        model: &M,
+        activation: &Tensor,
+        target: &Target,
+    ) -> Result<Attribution> {
+        let cfg = &self.config;
+        let [layer] = cfg.layers.as_slice() else {
+            return Err(Error::msg(format!(
+                "a CAM run from a layer's activation takes one layer; the configuration has {}",
+                cfg.layers.len()
+            )));
+        };
+        if cfg.method.is_perturbation() || cfg.aug_smooth.is_some() {
+            return Err(Error::msg(format!(
+                "{} needs the images, not the activation of `{layer}`: run it with `explain`",
+                if cfg.aug_smooth.is_some() { "aug_smooth" } else { cfg.method.name() }
+            )));
+        }
+        if activation.rank() != 4 {
+            return Err(Error::UnsupportedLayer {
+                name: layer.clone(),
+                reason: format!(
+                    "its output has shape {:?}; CAMs need a convolutional map [N, C, h, w]",
+                    activation.dims()
+                ),
+            });
+        }
+        let start = model.resolve_layer(layer)?;
+        let cuts = model.cut_points();
+        if !cuts.contains(&start) {
+            return Err(Error::UnsupportedLayer {
+                name: layer.clone(),
+                reason: format!(
+                    "the forward pass cannot start there; the model can start at: {}",
+                    if cuts.is_empty() { "(none)".to_string() } else { cuts.join(", ") }
+                ),
+            });
+        }
+        let mut maps = self.run_from(model, activation, target, Some(&start))?;
+        let (_, values) = maps.layers.pop().ok_or_else(|| Error::msg("a CAM run produced no layer"))?;
+        Ok(Attribution { values, targets: maps.targets, scores: Some(maps.scores), meta: self.meta(&target.score) })
+    }
+
     /// One pass of the pipeline on `input` (no augmentation).
     fn run<M: TapModel + ?Sized>(&self, model: &M, input: &Tensor, target: &Target) -> Result<LayerMaps> {
+        self.run_from(model, input, target, None)
+    }
+
+    /// One pass of the pipeline on `input`, the images, or with `start` the activation of that
+    /// layer (then only the tail runs).
+    fn run_from<M: TapModel + ?Sized>(
+        &self,
+        model: &M,
+        input: &Tensor,
+        target: &Target,
+        start: Option<&str>,
+    ) -> Result<LayerMaps> {
         let cfg = &self.config;
         let method = cfg.method;
-        let request = if method.uses_gradients() {
+        let mut request = if method.uses_gradients() {
             ProbeRequest::layers(cfg.layers.iter().cloned())
         } else {
             ProbeRequest { record_layers: cfg.layers.clone(), ..Default::default() }
         };
+        request.start = start.map(str::to_string);
         let probed = probe(model, input, target, &request)?;
         let t = probed.targets.first().map(Vec::len).unwrap_or(0);
         let mut layers = Vec::with_capacity(cfg.layers.len());

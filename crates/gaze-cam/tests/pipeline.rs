@@ -253,3 +253,60 @@ fn metadata_names_the_method_layers_score_and_options() {
     assert_eq!(attr.meta.options["relu"], "true");
     assert_eq!(Explainer::<TinyCnn>::method(&cam(CamConfig::new(CamMethod::GradCamPlusPlus, ["x"]))), "gradcam++");
 }
+
+#[test]
+fn a_run_from_the_layers_activation_gives_the_maps_of_the_images() {
+    let model = TinyCnn::new(5, DType::F32);
+    let input = images(3, 6, DType::F32);
+    let target = Target::per_image_lists(vec![vec![0, 4], vec![2, 1], vec![3, 3]]);
+    for method in CamMethod::ALL.into_iter().filter(|m| !m.is_perturbation()) {
+        for layer in ["pool1", "conv2", "relu2"] {
+            let c = cam(CamConfig::new(method, [layer]));
+            let want = c.explain(&model, &input, &target).unwrap();
+            let a = probe(
+                &model,
+                &input,
+                &target,
+                &ProbeRequest { record_layers: vec![layer.into()], ..Default::default() },
+            )
+            .unwrap()
+            .activations
+            .remove(layer)
+            .unwrap();
+            let images_before = model.images_run.get();
+            let got = c.explain_from_layer(&model, &a, &target).unwrap();
+            assert_eq!(model.images_run.get(), images_before, "{method} at {layer} ran the head");
+            assert_eq!(got.targets, want.targets);
+            assert_eq!(got.values.dims(), want.values.dims());
+            let err = rel_err(&flat(&got.values), &flat(&want.values));
+            assert!(err < 1e-6, "{method} at {layer}: {err}");
+            assert!(flat(&got.values).iter().any(|v| *v != 0.0), "{method} at {layer}: every map is zero");
+        }
+    }
+    // What needs the images, several layers, a layer the model cannot start at, and a map
+    // without space are errors that say so.
+    let a = probe(&model, &input, &target, &ProbeRequest { record_layers: vec!["conv2".into()], ..Default::default() })
+        .unwrap()
+        .activations
+        .remove("conv2")
+        .unwrap();
+    for method in [CamMethod::ScoreCam, CamMethod::AblationCam] {
+        let err = cam(CamConfig::new(method, ["conv2"])).explain_from_layer(&model, &a, &target).unwrap_err();
+        assert!(err.to_string().contains(method.name()), "{err}");
+    }
+    let err = cam(CamConfig::new(CamMethod::GradCam, ["conv2"]).with_aug_smooth(Some(AugSmooth::default())))
+        .explain_from_layer(&model, &a, &target)
+        .unwrap_err();
+    assert!(err.to_string().contains("aug_smooth"), "{err}");
+    let err = cam(CamConfig::new(CamMethod::GradCam, ["conv2", "relu2"]))
+        .explain_from_layer(&model, &a, &target)
+        .unwrap_err();
+    assert!(err.to_string().contains("one layer"), "{err}");
+    let no_cut = TinyCnn::new(5, DType::F32).with_cuts(&["gap"]);
+    let err = cam(CamConfig::new(CamMethod::GradCam, ["conv2"])).explain_from_layer(&no_cut, &a, &target).unwrap_err();
+    assert!(err.to_string().contains("conv2") && err.to_string().contains("gap"), "{err}");
+    let flat_a = a.flatten_from(1).unwrap();
+    let err =
+        cam(CamConfig::new(CamMethod::GradCam, ["conv2"])).explain_from_layer(&model, &flat_a, &target).unwrap_err();
+    assert!(err.to_string().contains("conv2") && err.to_string().contains("[N, C, h, w]"), "{err}");
+}

@@ -1,5 +1,5 @@
 //! Times the forward convolution on each distinct layer shape of VGG16 (3×3, padding 1) or
-//! ResNet-50 (its 1×1, 3×3 and strided convolutions) at batch 1 with random values: the fastest
+//! ResNet-50 (its 1×1, 3×3 and strided convolutions) at batch 1 (or `BATCH`) with random values: the fastest
 //! of seven calls after a warm-up call, the rate in the direct convolution's multiply-adds per
 //! second (above the machine's peak where Winograd's convolutions run, since they do fewer), and
 //! the layer's share of the model's convolution time (each shape weighted by how often the model
@@ -7,7 +7,7 @@
 //!
 //! `cargo run --release -p gaze-engine --example conv_layers`; `MODEL=resnet50` times ResNet-50's
 //! shapes instead of VGG16's; `LAYER=128-128-3-1-112` times one shape (input channels, output
-//! channels, kernel side, stride, input side); `GAZE_WINOGRAD=0` times im2col and gemm instead of
+//! channels, kernel side, stride, input side); `BATCH=16` times batches of 16 images; `GAZE_WINOGRAD=0` times im2col and gemm instead of
 //! Winograd's convolutions; `GAZE_NUM_THREADS` sets the threads.
 
 use std::time::Instant;
@@ -68,6 +68,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         other => return Err(format!("MODEL={other}: not one of vgg16, resnet50").into()),
     };
     let name = |&(c, o, k, s, side, _): &Shape| format!("{c}-{o}-{k}-{s}-{side}");
+    let batch: usize = match std::env::var("BATCH") {
+        Ok(b) => b.parse().ok().filter(|&b| b > 0).ok_or(format!("BATCH={b}: not a positive whole number"))?,
+        Err(_) => 1,
+    };
     let only = std::env::var("LAYER").ok();
     let valid: Vec<String> = shapes.iter().map(name).collect();
     if let Some(layer) = only.as_deref().filter(|l| !valid.iter().any(|v| v == l)) {
@@ -79,7 +83,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             continue;
         }
         let &(c, o, k, stride, side, count) = shape;
-        let x = Tensor::randn(0f32, 1.0, (1, c, side, side), &dev)?;
+        let x = Tensor::randn(0f32, 1.0, (batch, c, side, side), &dev)?;
         let w = Tensor::randn(0f32, 0.05, (o, c, k, k), &dev)?;
         let b = Tensor::randn(0f32, 0.05, o, &dev)?;
         let cfg = Conv2dConfig::default().padding(k / 2).stride(stride);
@@ -90,7 +94,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             conv2d(&x, &w, Some(&b), cfg)?;
             best = best.min(t.elapsed().as_secs_f64());
         }
-        let gmac = (c * o * k * k * out.dims()[2] * out.dims()[3]) as f64 / 1e9;
+        let gmac = (batch * c * o * k * k * out.dims()[2] * out.dims()[3]) as f64 / 1e9;
         rows.push((name.clone(), count, best, gmac));
     }
     let total: f64 = rows.iter().map(|&(_, n, t, _)| n as f64 * t).sum();

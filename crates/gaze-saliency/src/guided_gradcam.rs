@@ -6,9 +6,10 @@ use candle_core::Tensor;
 use gaze_cam::{Cam, CamConfig, CamMethod};
 use gaze_core::{Attribution, AttributionMeta, Error, Explainer, Resolution, Result, Target};
 use gaze_engine::ops::upsample_bilinear2d;
-use gaze_engine::{map_chunks, TapModel};
+use gaze_engine::ops::ReluMode;
+use gaze_engine::{map_chunks, probe, ProbeRequest, TapModel};
 
-use crate::{batch_size, chunk_target, resolve_targets, Gradient};
+use crate::{batch_size, chunk_target, resolve_targets};
 
 /// The command-line name of guided Grad-CAM.
 pub const GUIDED_GRADCAM: &str = "guided-gradcam";
@@ -114,8 +115,11 @@ impl<M: TapModel + ?Sized> Explainer<M> for GuidedGradCam {
         GUIDED_GRADCAM
     }
 
-    /// Two forward passes and `2T` backward passes per chunk of `batch` images: one with guided
-    /// ReLUs to the input, one with plain ReLUs down to the layer.
+    /// Per chunk of `batch` images: one forward pass with guided ReLUs, `T` backward passes of
+    /// them to the input, and the Grad-CAM map from the layer's recorded activation, which runs
+    /// only the tail of the network again (one forward pass and `T` backward passes with plain
+    /// ReLUs, down to the layer). Where the layer is not one of the model's cut points (inside a
+    /// residual block), the Grad-CAM map runs the whole network again, as Captum does.
     fn explain(&self, model: &M, input: &Tensor, target: &Target) -> Result<Attribution> {
         batch_size(input)?;
         let (_, _, h, w) = input.dims4().map_err(|_| Error::Shape {
@@ -124,14 +128,23 @@ impl<M: TapModel + ?Sized> Explainer<M> for GuidedGradCam {
             got: input.dims().to_vec(),
         })?;
         let cam = Cam::new(CamConfig::new(CamMethod::GradCam, [self.layer.clone()]).with_relu(true))?;
-        let guided = Gradient::guided_backprop().with_batch(self.batch);
+        let layer = model.resolve_layer(&self.layer)?;
+        let from_layer = model.cut_points().contains(&layer);
+        let guided = ProbeRequest {
+            record_layers: if from_layer { vec![layer] } else { Vec::new() },
+            ..ProbeRequest::input().with_relu_mode(ReluMode::Guided)
+        };
         let mut targets = Vec::new();
         let mut scores = Vec::new();
         let values = map_chunks(input.dim(0)?, self.batch, |c| {
             let x = c.of(input)?;
-            let gb = guided.explain(model, &x, &chunk_target(target, c)?)?;
-            let fixed = Target::per_image_lists(gb.targets.clone()).with_score(target.score.clone());
-            let map = cam.explain(model, &x, &fixed)?.values;
+            let p = probe(model, &x, &chunk_target(target, c)?, &guided)?;
+            let gb = p.input_gradient.ok_or_else(|| Error::msg("the probe returned no input gradient"))?;
+            let fixed = Target::per_image_lists(p.targets.clone()).with_score(target.score.clone());
+            let map = match p.activations.values().next() {
+                Some(a) if from_layer => cam.explain_from_layer(model, a, &fixed)?.values,
+                _ => cam.explain(model, &x, &fixed)?.values,
+            };
             if map.rank() != 4 {
                 return Err(Error::Shape {
                     what: format!("Grad-CAM map of layer `{}`", self.layer),
@@ -139,10 +152,10 @@ impl<M: TapModel + ?Sized> Explainer<M> for GuidedGradCam {
                     got: map.dims().to_vec(),
                 });
             }
-            let gate = self.interpolation.resize(&map.to_dtype(gb.values.dtype())?, (h, w))?;
-            targets.extend(gb.targets);
-            scores.extend(gb.scores);
-            Ok(gb.values.broadcast_mul(&gate.unsqueeze(2)?)?)
+            let gate = self.interpolation.resize(&map.to_dtype(gb.dtype())?, (h, w))?;
+            targets.extend(p.targets);
+            scores.push(p.scores);
+            Ok(gb.broadcast_mul(&gate.unsqueeze(2)?)?)
         })?;
         let meta = AttributionMeta::new(GUIDED_GRADCAM, Resolution::Input)
             .with_layers([self.layer.clone()])

@@ -219,3 +219,47 @@ fn no_more_than_batch_images_run_at_once() {
         assert_eq!(net.largest_batch.get(), batch);
     }
 }
+
+/// `Net` without its cut points: every pass starts at the input.
+struct NoCuts<'a>(&'a Net);
+
+impl TapModel for NoCuts<'_> {
+    fn forward_taps(&self, x: &Tensor, taps: &mut Taps) -> Result<Tensor> {
+        self.0.forward_taps(x, taps)
+    }
+    fn layer_names(&self) -> Vec<String> {
+        self.0.layer_names()
+    }
+    fn num_classes(&self) -> usize {
+        self.0.num_classes()
+    }
+    fn input_shape(&self) -> [usize; 3] {
+        self.0.input_shape()
+    }
+    fn device(&self) -> &Device {
+        self.0.device()
+    }
+}
+
+#[test]
+fn guided_gradcam_runs_the_head_once_per_chunk_where_the_layer_is_a_cut_point() {
+    use gaze_saliency::GuidedGradCam;
+    let net = Net::new(29, Act::Relu, DType::F64);
+    let x = net.input(5, 30);
+    let target = Target::top(2);
+    for layer in ["pool1", "relu2"] {
+        let method = GuidedGradCam::new(layer).with_batch(2);
+        net.head_runs.set(0);
+        net.tail_runs.set(0);
+        let shared = method.explain(&net, &x, &target).unwrap();
+        // Three chunks (2 + 2 + 1): one full pass each, and one tail-only pass for the map.
+        assert_eq!((net.head_runs.get(), net.tail_runs.get()), (3, 3), "{layer}");
+        net.head_runs.set(0);
+        net.tail_runs.set(0);
+        let twice = method.explain(&NoCuts(&net), &x, &target).unwrap();
+        assert_eq!((net.head_runs.get(), net.tail_runs.get()), (6, 0), "{layer}");
+        assert_eq!(shared.targets, twice.targets);
+        assert!(rel(&shared.values, &twice.values) < 1e-12, "{layer}: {}", rel(&shared.values, &twice.values));
+        assert!(rel(&shared.scores.unwrap(), &twice.scores.unwrap()) == 0.0);
+    }
+}
