@@ -60,6 +60,10 @@ pub trait Float:
         cols: usize,
         out: &mut [Self],
     );
+    /// Max pooling's step for one window element over a row of outputs: for each `k`, where
+    /// `v[k]` is larger than `best[k]` or is a NaN, `best[k] ← v[k]` and `at[k] ← base + k · step`
+    /// (AVX2 for `f32` where the CPU has it).
+    fn take_larger(best: &mut [Self], at: &mut [u32], v: &[Self], base: u32, step: u32);
 }
 
 /// Copies a short slice without a call into the C library: blocks of eight elements, then one at
@@ -194,7 +198,7 @@ thread_local! {
 }
 
 macro_rules! float_impl {
-    ($t:ident, $scratch:ident, $blas:ident, $stencil_fast:ident) => {
+    ($t:ident, $scratch:ident, $blas:ident, $stencil_fast:ident, $take_larger:ident) => {
         impl Float for $t {
             const ZERO: Self = 0.0;
             const ONE: Self = 1.0;
@@ -244,8 +248,66 @@ macro_rules! float_impl {
                 }
                 $stencil_fast(buf, width, taps, bias, accumulate, cols, out)
             }
+
+            fn take_larger(best: &mut [Self], at: &mut [u32], v: &[Self], base: u32, step: u32) {
+                $take_larger(best, at, v, base, step)
+            }
         }
     };
+}
+
+/// The portable [`Float::take_larger`].
+fn take_larger_scalar<T: Float>(best: &mut [T], at: &mut [u32], v: &[T], base: u32, step: u32) {
+    for (k, ((b, a), &v)) in best.iter_mut().zip(at.iter_mut()).zip(v).enumerate() {
+        #[allow(clippy::eq_op)]
+        let take = (v > *b) | (v != v);
+        if take {
+            (*b, *a) = (v, base.wrapping_add((k as u32).wrapping_mul(step)));
+        }
+    }
+}
+
+/// The `f32` [`Float::take_larger`]: eight outputs at a time with AVX2 where the CPU has it.
+fn take_larger_f32(best: &mut [f32], at: &mut [u32], v: &[f32], base: u32, step: u32) {
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has AVX2.
+        return unsafe { take_larger_f32_avx2(best, at, v, base, step) };
+    }
+    take_larger_scalar(best, at, v, base, step)
+}
+
+/// [`take_larger_f32`] with AVX2: a compare, a NaN test and two blends per eight outputs.
+///
+/// # Safety
+/// The CPU must have AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn take_larger_f32_avx2(best: &mut [f32], at: &mut [u32], v: &[f32], base: u32, step: u32) {
+    use std::arch::x86_64::*;
+    let n = best.len().min(at.len()).min(v.len());
+    let full = n / 8 * 8;
+    let mut idx = _mm256_add_epi32(
+        _mm256_set1_epi32(base as i32),
+        _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(step as i32)),
+    );
+    let inc = _mm256_set1_epi32(step.wrapping_mul(8) as i32);
+    let (bp, ap, vp) = (best.as_mut_ptr(), at.as_mut_ptr(), v.as_ptr());
+    for i in (0..full).step_by(8) {
+        // SAFETY: `i + 8 ≤ n`, within all three slices.
+        unsafe {
+            let b = _mm256_loadu_ps(bp.add(i));
+            let x = _mm256_loadu_ps(vp.add(i));
+            let take = _mm256_or_ps(_mm256_cmp_ps::<_CMP_GT_OQ>(x, b), _mm256_cmp_ps::<_CMP_UNORD_Q>(x, x));
+            _mm256_storeu_ps(bp.add(i), _mm256_blendv_ps(b, x, take));
+            let a = _mm256_loadu_si256(ap.add(i) as *const __m256i);
+            let a = _mm256_blendv_epi8(a, idx, _mm256_castps_si256(take));
+            _mm256_storeu_si256(ap.add(i) as *mut __m256i, a);
+        }
+        idx = _mm256_add_epi32(idx, inc);
+    }
+    let tail = base.wrapping_add((full as u32).wrapping_mul(step));
+    take_larger_scalar(&mut best[full..n], &mut at[full..n], &v[full..n], tail, step)
 }
 
 /// The `f32` stencil: AVX2 and FMA where the CPU has them and the buffer is long enough for
@@ -275,8 +337,8 @@ fn stencil_f32(
     stencil_scalar(buf, width, taps, bias, accumulate, cols, out)
 }
 
-float_impl!(f32, SCRATCH_F32, sgemm, stencil_f32);
-float_impl!(f64, SCRATCH_F64, dgemm, stencil_scalar);
+float_impl!(f32, SCRATCH_F32, sgemm, stencil_f32, take_larger_f32);
+float_impl!(f64, SCRATCH_F64, dgemm, stencil_scalar, take_larger_scalar);
 
 /// The elements of a contiguous host tensor as a slice.
 pub fn slice<'a, T: WithDType>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [T]> {

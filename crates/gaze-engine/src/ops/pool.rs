@@ -140,6 +140,14 @@ impl Geom {
         self.cfg.kernel.0 * self.cfg.kernel.1
     }
 
+    /// The outputs `lo..hi` of a row whose windows lie wholly inside the input's columns.
+    fn inner_cols(&self) -> (usize, usize) {
+        let (k, s, p) = (self.cfg.kernel.1, self.cfg.stride.1, self.cfg.padding.1);
+        let lo = p.div_ceil(s).min(self.ow);
+        let hi = if self.w + p >= k { ((self.w + p - k) / s + 1).min(self.ow) } else { 0 };
+        (lo, hi.max(lo))
+    }
+
     fn rows(&self, oy: usize) -> (usize, usize, usize) {
         let c = &self.cfg;
         Self::window(oy, c.kernel.0, c.stride.0, c.padding.0, self.h)
@@ -195,6 +203,63 @@ fn argmax<T: Float>(plane: &[T], w: usize, rows: (usize, usize), cols: (usize, u
     at
 }
 
+/// Max pooling of one plane `xp` into `yp`, with where each maximum lies into `ap` (or
+/// [`NO_INPUT`]): [`argmax`]'s rule for every output. The outputs whose window lies wholly inside
+/// the input's columns (`inner`, see [`Geom::inner_cols`]) run a row of outputs at a time, one
+/// window element after another in row-major order (so ties and NaNs resolve as in [`argmax`]),
+/// over the input columns of one phase of the stride, which the compiler turns into vector code;
+/// the others run one window at a time.
+fn max_pool_plane<T: Float>(g: &Geom, (lo, hi): (usize, usize), xp: &[T], yp: &mut [T], ap: &mut [u32]) {
+    let (kw, sw, pw, w) = (g.cfg.kernel.1, g.cfg.stride.1, g.cfg.padding.1, g.w);
+    // The input row split by the stride's phase: column `c · sw + q` at `phases[q · per + c]`.
+    let per = w.div_ceil(sw);
+    let mut phases = if sw > 1 { vec![T::ZERO; sw * per] } else { Vec::new() };
+    for oy in 0..g.oh {
+        let (r0, r1, _) = g.rows(oy);
+        let (yr, ar) = (&mut yp[oy * g.ow..(oy + 1) * g.ow], &mut ap[oy * g.ow..(oy + 1) * g.ow]);
+        for ox in (0..lo).chain(hi..g.ow) {
+            let (c0, c1, _) = g.cols(ox);
+            if r0 < r1 && c0 < c1 {
+                let i = argmax(xp, w, (r0, r1), (c0, c1));
+                (yr[ox], ar[ox]) = (xp[i], i as u32);
+            } else {
+                (yr[ox], ar[ox]) = (T::NEG_INFINITY, NO_INPUT);
+            }
+        }
+        if lo >= hi {
+            continue;
+        }
+        let (best, at) = (&mut yr[lo..hi], &mut ar[lo..hi]);
+        if r0 >= r1 {
+            best.fill(T::NEG_INFINITY);
+            at.fill(NO_INPUT);
+            continue;
+        }
+        // The first element of each window, taken when nothing beats −∞.
+        let first = r0 * w + lo * sw - pw;
+        for (k, (b, a)) in best.iter_mut().zip(at.iter_mut()).enumerate() {
+            (*b, *a) = (T::NEG_INFINITY, (first + k * sw) as u32);
+        }
+        for iy in r0..r1 {
+            let row = &xp[iy * w..(iy + 1) * w];
+            if sw > 1 {
+                for (q, phase) in phases.chunks_exact_mut(per).enumerate() {
+                    for (d, &v) in phase.iter_mut().zip(row[q..].iter().step_by(sw)) {
+                        *d = v;
+                    }
+                }
+            }
+            for j in 0..kw {
+                // Window column `j` of output `ox` is input column `ox · sw − pw + j`.
+                let c = lo * sw + j - pw;
+                let src = if sw > 1 { &phases[(c % sw) * per + c / sw..] } else { &row[c..] };
+                let base = (iy * w + c) as u32;
+                T::take_larger(best, at, &src[..best.len()], base, sw as u32);
+            }
+        }
+    }
+}
+
 /// Marks an output whose window lies wholly in the padding, which has no maximum to route to.
 const NO_INPUT: u32 = u32::MAX;
 
@@ -222,30 +287,24 @@ impl CustomOp1 for MaxPool {
             let keep = hw < NO_INPUT as usize;
             let mut at = threads::filled(if keep { g.planes * p } else { 0 }, NO_INPUT)?;
             if p > 0 {
-                let pool_plane = |(yp, xp, ap): (&mut [T], &[T], Option<&mut [u32]>)| {
-                    let mut ap = ap;
-                    for oy in 0..g.oh {
-                        let (r0, r1, _) = g.rows(oy);
-                        for ox in 0..g.ow {
-                            let (c0, c1, _) = g.cols(ox);
-                            let o = oy * g.ow + ox;
-                            if r0 < r1 && c0 < c1 {
-                                let i = argmax(xp, g.w, (r0, r1), (c0, c1));
-                                yp[o] = xp[i];
-                                if let Some(ap) = ap.as_deref_mut() {
-                                    ap[o] = i as u32;
-                                }
-                            } else {
-                                yp[o] = T::NEG_INFINITY;
-                            }
-                        }
-                    }
-                };
                 let indices = SharedOut::new(&mut at);
+                let inner = g.inner_cols();
                 threads::chunks_mut(&mut y, p, g.planes * p * g.window_len(), |i, yp| {
+                    let xp = &x[i * hw..(i + 1) * hw];
+                    if !keep {
+                        for (o, v) in yp.iter_mut().enumerate() {
+                            let ((r0, r1, _), (c0, c1, _)) = (g.rows(o / g.ow), g.cols(o % g.ow));
+                            *v = if r0 < r1 && c0 < c1 {
+                                xp[argmax(xp, g.w, (r0, r1), (c0, c1))]
+                            } else {
+                                T::NEG_INFINITY
+                            };
+                        }
+                        return Ok(());
+                    }
                     // SAFETY: plane `i` of the indices is written by this job only.
-                    let ap = if keep { Some(unsafe { indices.slice(i * p, p)? }) } else { None };
-                    pool_plane((yp, &x[i * hw..(i + 1) * hw], ap));
+                    let ap = unsafe { indices.slice(i * p, p)? };
+                    max_pool_plane(g, inner, xp, yp, ap);
                     Ok(())
                 })?;
             }
@@ -701,4 +760,64 @@ fn device_even_adaptive_avg_pool(a: &Adaptive, x: &Tensor) -> CResult<Tensor> {
         let dx = share.broadcast_as((n, c, a.oh, kh, a.ow, kw))?.contiguous()?.reshape((n, c, a.h, a.w))?;
         Ok(vec![Some(dx)])
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Max pooling's row-at-a-time plane routine against [`argmax`] window by window: values and
+    /// indices, on planes with many ties (values from a few levels), NaNs and −∞, for strides,
+    /// paddings, ceil mode and rectangular windows, in `f32` and `f64`.
+    fn agrees<T: Float>(to: impl Fn(f64) -> T) {
+        let configs = [
+            Pool2dConfig::new(2, 2),
+            Pool2dConfig::new(3, 2).padding(1),
+            Pool2dConfig::new(3, 2).padding(1).ceil_mode(true),
+            Pool2dConfig::new(2, 1),
+            Pool2dConfig::new(3, 1).padding(1),
+            Pool2dConfig::new(2, 3),
+            Pool2dConfig::new(3, 3).ceil_mode(true),
+            Pool2dConfig::rect((3, 2), (2, 3)).padding_hw((1, 1)).ceil_mode(true),
+            Pool2dConfig::rect((2, 5), (1, 2)).padding_hw((1, 2)),
+        ];
+        let mut seed = 7u64;
+        let mut next = move || {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (seed >> 33) as usize
+        };
+        let mut interior = 0;
+        for cfg in configs {
+            for (h, w) in [(1, 1), (3, 4), (7, 9), (8, 8), (5, 23), (11, 40)] {
+                let Ok(g) = Geom::new("test", &[1, 1, h, w], cfg) else { continue };
+                let x: Vec<T> = (0..h * w)
+                    .map(|_| match next() % 23 {
+                        0 => to(f64::NAN),
+                        1 => to(f64::NEG_INFINITY),
+                        r => to((r % 4) as f64 - 1.5),
+                    })
+                    .collect();
+                let p = g.oh * g.ow;
+                let (mut y, mut at) = (vec![T::ZERO; p], vec![0u32; p]);
+                let inner = g.inner_cols();
+                interior += inner.1 - inner.0;
+                max_pool_plane(&g, inner, &x, &mut y, &mut at);
+                for o in 0..p {
+                    let ((r0, r1, _), (c0, c1, _)) = (g.rows(o / g.ow), g.cols(o % g.ow));
+                    let want = argmax(&x, w, (r0, r1), (c0, c1));
+                    #[allow(clippy::eq_op)]
+                    let same = |a: T, b: T| a == b || (a != a && b != b);
+                    assert_eq!(at[o], want as u32, "{cfg:?} on {h}×{w}, output {o}");
+                    assert!(same(y[o], x[want]), "{cfg:?} on {h}×{w}, output {o}");
+                }
+            }
+        }
+        assert!(interior > 100, "the row-at-a-time path ran on {interior} outputs only");
+    }
+
+    #[test]
+    fn max_pool_rows_pick_the_maxima_windows_pick() {
+        agrees::<f32>(|v| v as f32);
+        agrees::<f64>(|v| v);
+    }
 }
