@@ -260,9 +260,15 @@ impl Geom {
     /// Fills `cols` (`k × (p1 − p0)` row-major) with the im2col matrix of the group's input
     /// channels `x` (`cin_g` planes) for the output pixels `p0..p1` in row-major order.
     fn im2col<T: Float>(&self, x: &[T], (p0, p1): (usize, usize), cols: &mut [T]) {
+        self.im2col_rows(x, (p0, p1), cols, p1 - p0)
+    }
+
+    /// [`im2col`](Geom::im2col) into rows `rs` elements apart: row `r` fills
+    /// `cols[r · rs..r · rs + p1 − p0]`, so that several images' matrices can sit side by side.
+    fn im2col_rows<T: Float>(&self, x: &[T], (p0, p1): (usize, usize), cols: &mut [T], rs: usize) {
         let width = p1 - p0;
         let (kh, kw, hw, ow) = (self.kh, self.kw, self.h * self.w, self.ow);
-        for (r, row) in cols.chunks_exact_mut(width).enumerate() {
+        for (r, row) in cols.chunks_mut(rs).take(self.k()).map(|row| &mut row[..width]).enumerate() {
             let (c, ki, kj) = (r / (kh * kw), (r / kw) % kh, r % kw);
             let plane = &x[c * hw..(c + 1) * hw];
             let (ox0, ox1, ix0) = self.col_span(kj);
@@ -308,9 +314,22 @@ impl Geom {
         (iy0, iy1): (usize, usize),
         dx: &mut [&mut [T]],
     ) {
+        self.col2im_strided(cols, (oy1 - oy0) * self.ow, (oy0, oy1), (iy0, iy1), dx)
+    }
+
+    /// [`col2im_rows`](Geom::col2im_rows) from rows `rs` elements apart: row `r` is
+    /// `cols[r · rs..r · rs + (oy1 − oy0) · ow]`, one of several images' matrices side by side.
+    fn col2im_strided<T: Float>(
+        &self,
+        cols: &[T],
+        rs: usize,
+        (oy0, oy1): (usize, usize),
+        (iy0, iy1): (usize, usize),
+        dx: &mut [&mut [T]],
+    ) {
         let width = (oy1 - oy0) * self.ow;
         let (kh, kw) = (self.kh, self.kw);
-        for (r, row) in cols.chunks_exact(width).enumerate() {
+        for (r, row) in cols.chunks(rs).take(dx.len() * kh * kw).map(|row| &row[..width]).enumerate() {
             let (c, ki, kj) = (r / (kh * kw), (r / kw) % kh, r % kw);
             let (ox0, ox1, ix0) = self.col_span(kj);
             if ox0 >= ox1 {
@@ -631,6 +650,10 @@ fn forward_split<T: Float>(g: &Geom, threads: usize, x: &[T], w: &[T], b: &[T]) 
             return winograd::convolve(g.plan(), variant, threads, x, w, false, Some(b));
         }
         let (k, cin_g, cout_g, hw) = (g.k(), g.cin_g(), g.cout_g(), g.h * g.w);
+        if g.groups == 1 && g.n > 1 && p < SMALL_PLANE {
+            forward_images_side_by_side(g, threads, x, w, b, &mut y)?;
+            return Ok(y);
+        }
         let base = g.n * g.groups;
         // Tiles of at least 128 pixels, so that packing the weights for each tile's multiply
         // stays small beside the multiply; then blocks of output channels when the tiles are too
@@ -677,6 +700,68 @@ fn forward_split<T: Float>(g: &Geom, threads: usize, x: &[T], w: &[T], b: &[T]) 
     Ok(y)
 }
 
+/// Below this many output pixels per image, a batch's images run side by side in one product
+/// ([`forward_images_side_by_side`]): with one product per image, the weights are packed again
+/// for each image's few columns. Measured on ResNet-50's layers at batch 16: a 3×3 convolution
+/// with stride 2 onto 7 × 7 took 21% less time side by side; onto 14 × 14 (196 pixels) the
+/// copies cost what the packing saves.
+const SMALL_PLANE: usize = 100;
+
+/// The columns a block of images side by side aims at.
+const BLOCK_COLUMNS: usize = 256;
+
+/// The forward convolution of a batch of small planes (one group): blocks of images, each
+/// block's im2col matrices (or, for a 1×1 convolution, its input planes) side by side in one
+/// matrix of about [`BLOCK_COLUMNS`] columns or more, multiplied by the weights at once (the weights
+/// packed once per block, not once per image) into a scratch product, which is then written to
+/// each image's output with the bias; blocks of output channels when the image blocks are too
+/// few to share out.
+fn forward_images_side_by_side<T: Float>(
+    g: &Geom,
+    threads: usize,
+    x: &[T],
+    w: &[T],
+    b: &[T],
+    y: &mut [T],
+) -> CResult<()> {
+    let (k, p, hw) = (g.k(), g.plane(), g.h * g.w);
+    let blocks = ranges(g.n, (g.n * p / BLOCK_COLUMNS).clamp(1, g.n), 1);
+    let row_parts = ranges(g.cout, splits(blocks.len(), threads).min(g.cout.div_ceil(16)), 16);
+    let jobs: Vec<((usize, usize), (usize, usize))> =
+        blocks.iter().flat_map(|&i| row_parts.iter().map(move |&m| (i, m))).collect();
+    let out = SharedOut::new(y);
+    threads::run(jobs.len(), g.n * g.cout * p * k, |j| {
+        let ((i0, i1), (m0, m1)) = jobs[j];
+        let width = (i1 - i0) * p;
+        T::with_scratch(k * width, |cols| {
+            for i in i0..i1 {
+                let (xi, dst) = (&x[i * g.cin * hw..(i + 1) * g.cin * hw], &mut cols[(i - i0) * p..]);
+                if g.pointwise() {
+                    for (c, plane) in xi.chunks_exact(hw).enumerate() {
+                        dst[c * width..c * width + p].copy_from_slice(plane);
+                    }
+                } else {
+                    g.im2col_rows(xi, (0, p), dst, width);
+                }
+            }
+            T::with_scratch((m1 - m0) * width, |prod| {
+                let wm = Mat::rows(&w[m0 * k..m1 * k], k);
+                matmul_serial(m1 - m0, width, k, prod, width, false, wm, Mat::rows(cols, width))?;
+                for i in i0..i1 {
+                    // SAFETY: this job alone writes channels `m0..m1` of images `i0..i1`.
+                    let dst = unsafe { out.slice((i * g.cout + m0) * p, (m1 - m0) * p)? };
+                    for ((row, src), &bias) in dst.chunks_exact_mut(p).zip(prod.chunks_exact(width)).zip(&b[m0..m1]) {
+                        for (d, &s) in row.iter_mut().zip(&src[(i - i0) * p..(i - i0 + 1) * p]) {
+                            *d = s + bias;
+                        }
+                    }
+                }
+                Ok(())
+            })
+        })
+    })
+}
+
 /// The input gradient: for each image, group, block of input channels and band of input rows,
 /// the transposed weights times the output gradient of the rows that reach the band, scattered
 /// back (col2im) into that band only, so that no two threads write the same element; a 1×1
@@ -714,6 +799,10 @@ fn input_grad_col2im<T: Float>(g: &Geom, threads: usize, dy: &[T], w: &[T]) -> C
             return Ok(dx);
         }
         let (k, p, cin_g, cout_g, kk) = (g.k(), g.plane(), g.cin_g(), g.cout_g(), g.kh * g.kw);
+        if g.groups == 1 && g.n > 1 && p < SMALL_PLANE {
+            input_grad_images_side_by_side(g, threads, dy, w, &mut dx)?;
+            return Ok(dx);
+        }
         let base = g.n * g.groups;
         let parts = splits(base, threads);
         // Blocks of whole input channels when there are enough of them, bands of rows otherwise;
@@ -770,6 +859,54 @@ fn input_grad_col2im<T: Float>(g: &Geom, threads: usize, dy: &[T], w: &[T]) -> C
         })?;
     }
     Ok(dx)
+}
+
+/// The input gradient of a batch of small planes (one group), as
+/// [`forward_images_side_by_side`] runs the forward pass: blocks of images, each block's output
+/// gradients side by side in one matrix, multiplied by the transposed weights at once (for a
+/// block of input channels) and scattered back (col2im) into each image's input gradient `dx`
+/// (zero on entry); a 1×1 convolution writes the product directly.
+fn input_grad_images_side_by_side<T: Float>(g: &Geom, threads: usize, dy: &[T], w: &[T], dx: &mut [T]) -> CResult<()> {
+    let (k, p, hw, kk) = (g.k(), g.plane(), g.h * g.w, g.kh * g.kw);
+    let blocks = ranges(g.n, (g.n * p / BLOCK_COLUMNS).clamp(1, g.n), 1);
+    let most = blocks.iter().map(|&(i0, i1)| (i1 - i0) * p).max().unwrap_or(1);
+    // Blocks of input channels: enough to share out, and few enough rows of the product per
+    // block to stay within four times the im2col budget.
+    let parts = splits(blocks.len(), threads).max((k * most).div_ceil(4 * g.cols_budget)).min(g.cin);
+    let chans = ranges(g.cin, parts, 1);
+    let jobs: Vec<((usize, usize), (usize, usize))> =
+        blocks.iter().flat_map(|&i| chans.iter().map(move |&c| (i, c))).collect();
+    let out = SharedOut::new(dx);
+    threads::run(jobs.len(), g.n * g.cout * p * k, |j| {
+        let ((i0, i1), (c0, c1)) = jobs[j];
+        let width = (i1 - i0) * p;
+        T::with_scratch(g.cout * width, |grads| {
+            for i in i0..i1 {
+                for (co, src) in dy[i * g.cout * p..(i + 1) * g.cout * p].chunks_exact(p).enumerate() {
+                    grads[co * width + (i - i0) * p..co * width + (i - i0 + 1) * p].copy_from_slice(src);
+                }
+            }
+            let rows = (c1 - c0) * kk;
+            T::with_scratch(rows * width, |prod| {
+                let wt = Mat { data: &w[c0 * kk..], rs: 1, cs: k };
+                matmul_serial(rows, width, g.cout, prod, width, false, wt, Mat::rows(grads, width))?;
+                for i in i0..i1 {
+                    // SAFETY: this job alone writes channels `c0..c1` of images `i0..i1`.
+                    let planes = unsafe { out.slice((i * g.cin + c0) * hw, (c1 - c0) * hw)? };
+                    let src = &prod[(i - i0) * p..];
+                    if g.pointwise() {
+                        for (c, plane) in planes.chunks_exact_mut(hw).enumerate() {
+                            plane.copy_from_slice(&src[c * width..c * width + p]);
+                        }
+                    } else {
+                        let mut bands: Vec<&mut [T]> = planes.chunks_exact_mut(hw).collect();
+                        g.col2im_strided(src, width, (0, g.oh), (0, g.h), &mut bands);
+                    }
+                }
+                Ok(())
+            })
+        })
+    })
 }
 
 /// The weight gradient: the output gradient times the transposed im2col matrix, tile by tile,
@@ -1273,6 +1410,9 @@ mod tests {
             ([1, 6, 9, 7], [8, 6, 1, 1], Conv2dConfig::default().stride(2)),
             ([1, 18, 10, 10], [33, 18, 3, 3], Conv2dConfig::default().padding(1)),
             ([2, 3, 12, 12], [4, 3, 7, 7], Conv2dConfig::default().stride(2).padding(3)),
+            // Batches of small planes, several blocks of images side by side (3 and 2 blocks).
+            ([9, 3, 9, 9], [4, 3, 3, 3], Conv2dConfig::default().padding(1)),
+            ([6, 8, 9, 10], [6, 8, 1, 1], Conv2dConfig::default()),
             // Depthwise: stride 1 (the stencil), a channel multiplier with dilation, padding
             // beyond the kernel's reach, and stride 2 (the direct loops).
             ([2, 6, 9, 7], [6, 1, 3, 3], Conv2dConfig::default().padding(1).groups(6)),
