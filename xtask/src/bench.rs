@@ -6,8 +6,9 @@
 //! The side-by-side run starts two worker processes, gaze's `gaze-bench-runner` (built in release
 //! mode) and `tools/bench/peers.py serve` (in the golden virtual environment), which load the same
 //! random full-size checkpoints once and then answer one timed call per request; the calls of the
-//! two sides alternate, gaze then the peer, run after run, so that a slow spell of a shared machine
-//! hits both.
+//! two sides alternate run after run, so that a slow spell of a shared machine hits both, and the
+//! side that goes first alternates too (from one call to the next), so that neither side always
+//! starts right after the other's call, while that side's threads may still be spinning.
 //! Each call reports its seconds, its peak resident memory (the process's high-water mark, reset
 //! before the call) and the L1 norm of its result.
 //! Every figure gets a physical yardstick: the multiply-accumulates the method needs at least
@@ -668,6 +669,7 @@ fn peers(root: &Path, args: &Args, threads: usize, machine: &Value) -> Result<Va
     matmul.insert("peak_gflops".into(), json!(best / 1e9));
 
     let mut rows = Vec::new();
+    let mut case_count = 0usize;
     for plan in &MODELS {
         let f = macs[plan.name]["total"].as_f64().unwrap_or(0.0);
         let tail = |layer: &str| macs[plan.name]["tails"][layer].as_f64().unwrap_or(0.0);
@@ -692,7 +694,12 @@ fn peers(root: &Path, args: &Args, threads: usize, machine: &Value) -> Result<Va
             let mut results: [Vec<Value>; 2] = [Vec::new(), Vec::new()];
             let mut errors: [Option<String>; 2] = [None, None];
             for _ in 0..runs {
-                for (i, w) in workers.iter_mut().enumerate() {
+                // Which side goes first alternates from run to run (and case to case), so that
+                // neither side always starts while the other's threads are still winding down.
+                let first = case_count % 2;
+                case_count += 1;
+                for i in [first, 1 - first] {
+                    let w = &mut workers[i];
                     if errors[i].is_some() {
                         continue;
                     }
@@ -857,7 +864,7 @@ fn markdown(report: &Value) -> String {
             n = MATMUL_N,
         );
         s += &format!(
-            "Each row: {} per side after a warm-up, alternating gaze and the peer; seconds as median (min–max); \
+            "Each row: {} per side after a warm-up, alternating gaze and the peer (which goes first alternates from call to call); seconds as median (min–max); \
              peer/gaze above 1 means gaze is faster; memory is the peak resident set of the worker process during the call, \
              with the models loaded, and in parentheses what the call added (MiB); L1 diff is the relative difference of the \
              two results' L1 norms, a check that both sides computed the same thing (near 0 for the deterministic methods; \
