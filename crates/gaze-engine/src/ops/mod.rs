@@ -37,9 +37,13 @@
 //!   thread reuses, so the copy stays in the cache for the multiply; a 1×1 convolution multiplies
 //!   its input directly; the input gradient is the transposed weights times the output gradient,
 //!   scattered back (col2im) by bands of input rows that no two threads share; a depthwise
-//!   convolution runs direct loops.
-//! - Max pooling keeps where each window's maximum lies, so its backward pass is a scatter; the
-//!   ReLU's backward pass is one pass over the input and the gradient.
+//!   convolution runs direct loops. A batch of small planes (under 100 output pixels per image)
+//!   puts its images side by side in one product, so the weights are packed once per block of
+//!   images instead of once per image.
+//! - Max pooling keeps where each window's maximum lies, so its backward pass is a scatter; its
+//!   forward pass runs a row of outputs at a time, eight per vector compare and blend, over the
+//!   stride's phases of each input row. The ReLU's backward pass is one pass over the input and
+//!   the gradient.
 //! - The threads: see [`num_threads`] and [`set_num_threads`] (`GAZE_NUM_THREADS`); a binary
 //!   calls [`tune_process`] at the start of `main`. The jobs run on a fork-join pool of the ops'
 //!   own (`forkjoin.rs`): the calling thread takes jobs too, and the workers spin briefly between
