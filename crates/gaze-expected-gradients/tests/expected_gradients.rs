@@ -1,8 +1,8 @@
 use candle_core::{DType, Tensor, Var};
-use gaze_core::{select, Explainer, Result, Target};
+use gaze_core::{select, Explainer, Target};
 use gaze_engine::{probe, scored_outputs, ProbeRequest, TapModel, Taps};
 use gaze_expected_gradients::{ExpectedGradients, RankOrder, SamplePlan, Space};
-use gaze_testkit::{rel, Act, Net};
+use gaze_testkit::{rel, Act, Net, NoCuts};
 
 fn alphas(n: usize, s: usize) -> Vec<Vec<f64>> {
     (0..n).map(|i| (0..s).map(|k| ((i * 7 + k * 3) % 11) as f64 / 11.0 + 0.03).collect()).collect()
@@ -213,27 +213,6 @@ fn seeded_draws_with_local_smoothing_are_reproducible() {
     assert_eq!(a.meta.options["local-smoothing"], "0.1");
 }
 
-/// The test network without cut points.
-struct NoCuts(Net);
-
-impl TapModel for NoCuts {
-    fn forward_taps(&self, x: &Tensor, taps: &mut Taps) -> Result<Tensor> {
-        self.0.forward_taps(x, taps)
-    }
-    fn layer_names(&self) -> Vec<String> {
-        self.0.layer_names()
-    }
-    fn num_classes(&self) -> usize {
-        self.0.num_classes()
-    }
-    fn input_shape(&self) -> [usize; 3] {
-        self.0.input_shape()
-    }
-    fn device(&self) -> &candle_core::Device {
-        self.0.device()
-    }
-}
-
 #[test]
 fn bad_options_name_the_value_and_what_is_valid() {
     let net = Net::new(1, Act::Relu, DType::F32);
@@ -245,7 +224,7 @@ fn bad_options_name_the_value_and_what_is_valid() {
     assert!(err.contains('5') && err.contains("0..2"), "{err}");
     let err = ExpectedGradients::new(bg.clone())
         .with_space(Space::LayerSpace("pool1".into()))
-        .explain(&NoCuts(Net::new(1, Act::Relu, DType::F32)), &x, &Target::top_class())
+        .explain(&NoCuts(&Net::new(1, Act::Relu, DType::F32)), &x, &Target::top_class())
         .unwrap_err()
         .to_string();
     assert!(err.contains("pool1") && err.contains("(none)"), "{err}");

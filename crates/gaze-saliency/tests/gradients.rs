@@ -3,7 +3,7 @@ use gaze_core::{Explainer, Result, Target};
 use gaze_engine::ops::linear;
 use gaze_engine::{probe, ProbeRequest, ReluMode, TapModel, Taps};
 use gaze_saliency::{Gradient, GradientKind};
-use gaze_testkit::{rel, Act, Net};
+use gaze_testkit::{rel, Act, Net, NoCuts};
 
 /// `logits = W2 · relu(W1 · flatten(x))`: one ReLU, so every backward rule can be written by hand.
 struct OneLayer {
@@ -217,27 +217,6 @@ fn no_more_than_batch_images_run_at_once() {
         Gradient::saliency().with_batch(batch).explain(&net, &x, &Target::top(2)).unwrap();
         GuidedGradCam::new("relu2").with_batch(batch).explain(&net, &x, &Target::top(2)).unwrap();
         assert_eq!(net.largest_batch.get(), batch);
-    }
-}
-
-/// `Net` without its cut points: every pass starts at the input.
-struct NoCuts<'a>(&'a Net);
-
-impl TapModel for NoCuts<'_> {
-    fn forward_taps(&self, x: &Tensor, taps: &mut Taps) -> Result<Tensor> {
-        self.0.forward_taps(x, taps)
-    }
-    fn layer_names(&self) -> Vec<String> {
-        self.0.layer_names()
-    }
-    fn num_classes(&self) -> usize {
-        self.0.num_classes()
-    }
-    fn input_shape(&self) -> [usize; 3] {
-        self.0.input_shape()
-    }
-    fn device(&self) -> &Device {
-        self.0.device()
     }
 }
 

@@ -152,6 +152,32 @@ impl TapModel for Net {
     }
 }
 
+/// A model seen without its cut points: every pass starts at the input, so a method takes the
+/// path it takes where a layer is not a cut point (inside a residual block).
+pub struct NoCuts<'a, M: ?Sized>(pub &'a M);
+
+impl<M: TapModel + ?Sized> TapModel for NoCuts<'_, M> {
+    fn forward_taps(&self, x: &Tensor, taps: &mut Taps) -> Result<Tensor> {
+        self.0.forward_taps(x, taps)
+    }
+
+    fn layer_names(&self) -> Vec<String> {
+        self.0.layer_names()
+    }
+
+    fn num_classes(&self) -> usize {
+        self.0.num_classes()
+    }
+
+    fn input_shape(&self) -> [usize; 3] {
+        self.0.input_shape()
+    }
+
+    fn device(&self) -> &Device {
+        self.0.device()
+    }
+}
+
 /// The largest absolute difference between two tensors, over the largest absolute value of `b`.
 pub fn rel(a: &Tensor, b: &Tensor) -> f64 {
     assert_eq!(a.dims(), b.dims());
