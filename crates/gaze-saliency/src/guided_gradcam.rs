@@ -131,7 +131,7 @@ impl<M: TapModel + ?Sized> Explainer<M> for GuidedGradCam {
         let layer = model.resolve_layer(&self.layer)?;
         let from_layer = model.cut_points().contains(&layer);
         let guided = ProbeRequest {
-            record_layers: if from_layer { vec![layer] } else { Vec::new() },
+            record_layers: if from_layer { vec![layer.clone()] } else { Vec::new() },
             ..ProbeRequest::input().with_relu_mode(ReluMode::Guided)
         };
         let mut targets = Vec::new();
@@ -141,7 +141,7 @@ impl<M: TapModel + ?Sized> Explainer<M> for GuidedGradCam {
             let p = probe(model, &x, &chunk_target(target, c)?, &guided)?;
             let gb = p.input_gradient.ok_or_else(|| Error::msg("the probe returned no input gradient"))?;
             let fixed = Target::per_image_lists(p.targets.clone()).with_score(target.score.clone());
-            let map = match p.activations.values().next() {
+            let map = match p.activations.get(&layer) {
                 Some(a) if from_layer => cam.explain_from_layer(model, a, &fixed)?.values,
                 _ => cam.explain(model, &x, &fixed)?.values,
             };

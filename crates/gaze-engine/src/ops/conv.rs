@@ -710,6 +710,11 @@ const SMALL_PLANE: usize = 100;
 /// The columns a block of images side by side aims at.
 const BLOCK_COLUMNS: usize = 256;
 
+/// The blocks of images that run side by side: about [`BLOCK_COLUMNS`] output pixels each.
+fn image_blocks(g: &Geom) -> Vec<(usize, usize)> {
+    ranges(g.n, (g.n * g.plane() / BLOCK_COLUMNS).clamp(1, g.n), 1)
+}
+
 /// The forward convolution of a batch of small planes (one group): blocks of images, each
 /// block's im2col matrices (or, for a 1×1 convolution, its input planes) side by side in one
 /// matrix of about [`BLOCK_COLUMNS`] columns or more, multiplied by the weights at once (the weights
@@ -725,7 +730,7 @@ fn forward_images_side_by_side<T: Float>(
     y: &mut [T],
 ) -> CResult<()> {
     let (k, p, hw) = (g.k(), g.plane(), g.h * g.w);
-    let blocks = ranges(g.n, (g.n * p / BLOCK_COLUMNS).clamp(1, g.n), 1);
+    let blocks = image_blocks(g);
     let row_parts = ranges(g.cout, splits(blocks.len(), threads).min(g.cout.div_ceil(16)), 16);
     let jobs: Vec<((usize, usize), (usize, usize))> =
         blocks.iter().flat_map(|&i| row_parts.iter().map(move |&m| (i, m))).collect();
@@ -868,7 +873,7 @@ fn input_grad_col2im<T: Float>(g: &Geom, threads: usize, dy: &[T], w: &[T]) -> C
 /// (zero on entry); a 1×1 convolution writes the product directly.
 fn input_grad_images_side_by_side<T: Float>(g: &Geom, threads: usize, dy: &[T], w: &[T], dx: &mut [T]) -> CResult<()> {
     let (k, p, hw, kk) = (g.k(), g.plane(), g.h * g.w, g.kh * g.kw);
-    let blocks = ranges(g.n, (g.n * p / BLOCK_COLUMNS).clamp(1, g.n), 1);
+    let blocks = image_blocks(g);
     let most = blocks.iter().map(|&(i0, i1)| (i1 - i0) * p).max().unwrap_or(1);
     // Blocks of input channels: enough to share out, and few enough rows of the product per
     // block to stay within four times the im2col budget.

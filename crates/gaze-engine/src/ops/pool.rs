@@ -209,11 +209,24 @@ fn argmax<T: Float>(plane: &[T], w: usize, rows: (usize, usize), cols: (usize, u
 /// window element after another in row-major order (so ties and NaNs resolve as in [`argmax`]),
 /// over the input columns of one phase of the stride, which the compiler turns into vector code;
 /// the others run one window at a time.
-fn max_pool_plane<T: Float>(g: &Geom, (lo, hi): (usize, usize), xp: &[T], yp: &mut [T], ap: &mut [u32]) {
+fn max_pool_plane<T: Float>(g: &Geom, inner: (usize, usize), xp: &[T], yp: &mut [T], ap: &mut [u32]) {
+    // The input row split by the stride's phase (column `c · sw + q` at `phases[q · per + c]`),
+    // in the thread's scratch buffer.
+    let (sw, per) = (g.cfg.stride.1, g.w.div_ceil(g.cfg.stride.1));
+    T::with_scratch(if sw > 1 { sw * per } else { 0 }, |phases| max_pool_rows(g, inner, xp, yp, ap, phases))
+}
+
+/// [`max_pool_plane`] with `phases` (`sw · ⌈w / sw⌉` elements when the stride `sw` exceeds 1).
+fn max_pool_rows<T: Float>(
+    g: &Geom,
+    (lo, hi): (usize, usize),
+    xp: &[T],
+    yp: &mut [T],
+    ap: &mut [u32],
+    phases: &mut [T],
+) {
     let (kw, sw, pw, w) = (g.cfg.kernel.1, g.cfg.stride.1, g.cfg.padding.1, g.w);
-    // The input row split by the stride's phase: column `c · sw + q` at `phases[q · per + c]`.
     let per = w.div_ceil(sw);
-    let mut phases = if sw > 1 { vec![T::ZERO; sw * per] } else { Vec::new() };
     for oy in 0..g.oh {
         let (r0, r1, _) = g.rows(oy);
         let (yr, ar) = (&mut yp[oy * g.ow..(oy + 1) * g.ow], &mut ap[oy * g.ow..(oy + 1) * g.ow]);
