@@ -234,3 +234,69 @@ fn conv_add_relu_with_a_tracked_bias_and_a_wrong_residual() {
     let e = conv2d_add_relu(&x, &w, None, &random(&[2, 5, 9, 6], 1305), cfg, ReluMode::Normal).unwrap_err().to_string();
     assert!(e.contains("residual") && e.contains("[2, 5, 9, 7]"), "{e}");
 }
+
+/// The fused ops on the shapes where the ReLU (and the residual) is applied to each block of
+/// outputs right after the product writes it (im2col jobs on one image, with one block of output
+/// channels and several) and on Winograd's F(2×2, 3×3) and F(4×4, 3×3), which apply it in a pass
+/// after the convolution. Values and gradients equal the ops in sequence bit for bit, in `f64`
+/// and `f32`, with outputs of exactly 0 (a zero weight channel and bias; a residual cancelling
+/// channel 1).
+#[test]
+fn block_by_block_epilogues_equal_the_ops_in_sequence() {
+    let c = Conv2dConfig::default();
+    let shapes: [(&str, [usize; 4], [usize; 4], Conv2dConfig); 4] = [
+        ("im2col, one image", [1, 4, 12, 11], [5, 4, 3, 3], c.padding(1)),
+        ("im2col, one image, 40 channels, stride 2", [1, 8, 30, 28], [40, 8, 3, 3], c.stride(2).padding(1)),
+        ("Winograd F(2x2, 3x3)", [2, 16, 20, 18], [17, 16, 3, 3], c.padding(1)),
+        ("Winograd F(4x4, 3x3)", [2, 16, 36, 34], [16, 16, 3, 3], c.padding(1)),
+    ];
+    for (i, (label, xs, ws, cfg)) in shapes.into_iter().enumerate() {
+        for dtype in [DType::F64, DType::F32] {
+            let seed = 1200 + 10 * i as u64;
+            let x = Var::from_tensor(&random(&xs, seed).to_dtype(dtype).unwrap()).unwrap();
+            let w = Var::from_tensor(&weight_with_a_zero_channel(ws, seed + 1).to_dtype(dtype).unwrap()).unwrap();
+            let mut bias: Vec<f64> = values(&random(&[ws[0]], seed + 2));
+            bias[1] = 0.0;
+            let b = Tensor::new(bias, &candle_core::Device::Cpu).unwrap().to_dtype(dtype).unwrap();
+            let y0 = conv2d(x.as_tensor(), w.as_tensor(), Some(&b), cfg).unwrap();
+            let r = random(y0.dims(), seed + 3).to_dtype(dtype).unwrap();
+            let mask: Vec<f64> = (0..ws[0]).map(|c| if c == 1 { 0.0 } else { 1.0 }).collect();
+            let mask =
+                Tensor::from_vec(mask, (1, ws[0], 1, 1), &candle_core::Device::Cpu).unwrap().to_dtype(dtype).unwrap();
+            let other = random(y0.dims(), seed + 4).to_dtype(dtype).unwrap();
+            let residual = Var::from_tensor(
+                &(y0.detach().neg().unwrap().broadcast_mul(&(1.0 - &mask).unwrap()).unwrap()
+                    + other.broadcast_mul(&mask).unwrap())
+                .unwrap(),
+            )
+            .unwrap();
+            let grads = |y: Tensor, with_residual: bool| {
+                let g = (&y * &r).unwrap().sum_all().unwrap().backward().unwrap();
+                let mut out = vec![values(&y)];
+                let vars: &[&Var] = if with_residual { &[&x, &w, &residual] } else { &[&x, &w] };
+                for v in vars {
+                    out.push(values(g.get(v.as_tensor()).expect("a gradient for every variable")));
+                }
+                out
+            };
+            for mode in MODES {
+                let fused = grads(conv2d_relu(x.as_tensor(), w.as_tensor(), Some(&b), cfg, mode).unwrap(), false);
+                let unfused =
+                    grads(relu(&conv2d(x.as_tensor(), w.as_tensor(), Some(&b), cfg).unwrap(), mode).unwrap(), false);
+                assert!(fused[0].contains(&0.0), "{label} {dtype:?}: outputs of exactly 0");
+                assert_eq!(fused, unfused, "{label} {dtype:?} {mode:?}: conv2d_relu");
+                let fused = grads(
+                    conv2d_add_relu(x.as_tensor(), w.as_tensor(), Some(&b), residual.as_tensor(), cfg, mode).unwrap(),
+                    true,
+                );
+                let unfused = grads(
+                    add_relu(&conv2d(x.as_tensor(), w.as_tensor(), Some(&b), cfg).unwrap(), residual.as_tensor(), mode)
+                        .unwrap(),
+                    true,
+                );
+                assert!(fused[0].contains(&0.0), "{label} {dtype:?}: sums of exactly 0");
+                assert_eq!(fused, unfused, "{label} {dtype:?} {mode:?}: conv2d_add_relu");
+            }
+        }
+    }
+}
