@@ -674,10 +674,19 @@ fn forward_split<T: Float>(
 ) -> CResult<Vec<T>> {
     let p = g.plane();
     epilogue.check(g.n * g.cout * p)?;
-    let mut y = threads::filled(g.n * g.cout * p, T::ZERO)?;
-    if y.is_empty() {
+    if g.n * g.cout * p == 0 {
+        return Ok(Vec::new());
+    }
+    if let Some(variant) = g
+        .winograd(winograd::winograd_enabled().map_err(candle_core::Error::wrap)?)
+        .then(|| g.plan().variant())
+        .flatten()
+    {
+        let mut y = winograd::convolve(g.plan(), variant, threads, x, w, false, Some(b))?;
+        epilogue_pass(g, &mut y, epilogue)?;
         return Ok(y);
     }
+    let mut y = threads::filled(g.n * g.cout * p, T::ZERO)?;
     {
         if g.direct() {
             if g.sh == 1 && g.sw == 1 {
@@ -685,15 +694,6 @@ fn forward_split<T: Float>(
             } else {
                 direct_forward(g, x, w, b, &mut y)?;
             }
-            epilogue_pass(g, &mut y, epilogue)?;
-            return Ok(y);
-        }
-        if let Some(variant) = g
-            .winograd(winograd::winograd_enabled().map_err(candle_core::Error::wrap)?)
-            .then(|| g.plan().variant())
-            .flatten()
-        {
-            let mut y = winograd::convolve(g.plan(), variant, threads, x, w, false, Some(b))?;
             epilogue_pass(g, &mut y, epilogue)?;
             return Ok(y);
         }

@@ -19,6 +19,7 @@
 //! transforms the products back eight tiles at a time into its band of output rows.
 //! The kernels are transformed once per call, in parallel, into a buffer of the calling thread.
 
+use std::mem::MaybeUninit;
 use std::sync::atomic::{AtomicU8, Ordering};
 
 use candle_core::Result;
@@ -378,7 +379,7 @@ mod avx2 {
         xp: &[T],
         u: &[T],
         bias: Option<&[T]>,
-        dst: &mut [&mut [T]],
+        dst: &mut [&mut [MaybeUninit<T>]],
         buf: &mut [T],
     ) -> Result<()> {
         super::run_job::<T, A, M, W>(job, xp, u, bias, dst, buf)
@@ -497,10 +498,13 @@ pub(crate) fn conv<T: Float, const A: usize, const M: usize, W: Transform<A, M>>
     if x.len() != p.n * p.cin * p.h * p.w || u.len() != p.cout * A * A * p.cin {
         candle_core::bail!("winograd conv: operands do not fit {p:?}");
     }
-    let mut y = threads::filled(p.n * p.cout * oh * ow, T::ZERO)?;
-    if y.is_empty() {
-        return Ok(y);
+    let total = p.n * p.cout * oh * ow;
+    if total == 0 {
+        return Ok(Vec::new());
     }
+    // Not zeroed first: the jobs' tiles write every output element (the bands cover every row of
+    // every image, the blocks every channel, a band's tiles every row and column of it).
+    let mut y: Vec<T> = Vec::with_capacity(total);
     // Bands of tile rows (of every image in turn) with at most 256 tiles each, fewer when the
     // transformed input and output of a band would pass 4 Mi elements, and at least two bands
     // per thread where there are rows enough; then blocks of output channels when the bands are
@@ -520,7 +524,7 @@ pub(crate) fn conv<T: Float, const A: usize, const M: usize, W: Transform<A, M>>
     let blocks: Vec<(usize, usize)> = (0..p.cout).step_by(step).map(|c| (c, (c + step).min(p.cout))).collect();
     let jobs: Vec<((usize, usize), (usize, usize))> =
         bands.iter().flat_map(|&b| blocks.iter().map(move |&c| (b, c))).collect();
-    let out = SharedOut::new(&mut y);
+    let out = SharedOut::new(&mut y.spare_capacity_mut()[..total]);
     let work = rows * tw * A * A * p.cin * p.cout;
     threads::run(jobs.len(), work, |j| {
         let ((r0, r1), (c0, c1)) = jobs[j];
@@ -555,6 +559,8 @@ pub(crate) fn conv<T: Float, const A: usize, const M: usize, W: Transform<A, M>>
         let len = slab + A * A * (p.cin + (c1 - c0)) * job.tiles.len();
         T::with_scratch(len, |buf| simd!(run_job::<T, A, M, W>(&job, x, u, bias, &mut dst, buf)))
     })?;
+    // SAFETY: every job succeeded, and together they wrote all `total` elements (see above).
+    unsafe { y.set_len(total) };
     Ok(y)
 }
 
@@ -604,7 +610,7 @@ fn run_job<T: Float, const A: usize, const M: usize, W: Transform<A, M>>(
     x: &[T],
     u: &[T],
     bias: Option<&[T]>,
-    dst: &mut [&mut [T]],
+    dst: &mut [&mut [MaybeUninit<T>]],
     buf: &mut [T],
 ) -> Result<()> {
     let Job { p, wp, ow, chans: (c0, c1), ref tiles, ref images } = *job;
@@ -695,7 +701,7 @@ fn run_job<T: Float, const A: usize, const M: usize, W: Transform<A, M>>(
                     for (i, yi) in y.iter().enumerate().take(rows.saturating_sub(tile.row)) {
                         let row = &mut band[(tile.row + i) * ow..(tile.row + i + 1) * ow];
                         for (j, yij) in yi.iter().enumerate().take(ow.saturating_sub(tile.col)) {
-                            row[tile.col + j] = yij[l] + b;
+                            row[tile.col + j].write(yij[l] + b);
                         }
                     }
                 }
