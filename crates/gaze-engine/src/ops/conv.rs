@@ -629,11 +629,12 @@ fn forward<T: Float>(g: &Geom, x: &[T], w: &[T], b: &[T], epilogue: Epilogue<'_,
 /// What a forward convolution does to its outputs after the bias: nothing, a ReLU, or a residual
 /// added before the ReLU (`max(y + r, 0)`, `r` of the output's shape).
 ///
-/// The im2col jobs apply it to each block of outputs right after their product has written it,
-/// while the block is in the core's cache, where a pass after the convolution reads and writes
-/// the whole output again: 3–13% less time on ResNet-50's 1×1 and strided layers at batch 16
-/// (alternating calls in one process). The other paths make the pass; on Winograd's layers,
-/// applying it per output channel as the tiles are written measured the same as the pass.
+/// The im2col jobs (and those of a batch's small planes side by side) apply it to each block of
+/// outputs right after writing it, while the block is in the core's cache, where a pass after
+/// the convolution reads and writes the whole output again: 3–13% less time on ResNet-50's 1×1
+/// and strided layers at batch 16 (alternating calls in one process). Winograd's and the direct
+/// path make the pass; on Winograd's layers, applying it per output channel as the tiles are
+/// written measured the same as the pass.
 #[derive(Clone, Copy)]
 pub(crate) enum Epilogue<'a, T> {
     None,
@@ -686,21 +687,26 @@ fn forward_split<T: Float>(
         epilogue_pass(g, &mut y, epilogue)?;
         return Ok(y);
     }
-    let mut y = threads::filled(g.n * g.cout * p, T::ZERO)?;
-    {
-        if g.direct() {
-            if g.sh == 1 && g.sw == 1 {
-                direct_forward_s1(g, x, w, b, &mut y)?;
-            } else {
-                direct_forward(g, x, w, b, &mut y)?;
-            }
-            epilogue_pass(g, &mut y, epilogue)?;
-            return Ok(y);
+    if g.direct() {
+        let mut y = threads::filled(g.n * g.cout * p, T::ZERO)?;
+        if g.sh == 1 && g.sw == 1 {
+            direct_forward_s1(g, x, w, b, &mut y)?;
+        } else {
+            direct_forward(g, x, w, b, &mut y)?;
         }
+        epilogue_pass(g, &mut y, epilogue)?;
+        return Ok(y);
+    }
+    // Not zeroed first: the jobs below write every element (the bias, then the product added).
+    let total = g.n * g.cout * p;
+    let mut y: Vec<T> = Vec::with_capacity(total);
+    {
+        let out = SharedOut::uninit(&mut y.spare_capacity_mut()[..total]);
         let (k, cin_g, cout_g, hw) = (g.k(), g.cin_g(), g.cout_g(), g.h * g.w);
         if g.groups == 1 && g.n > 1 && p < SMALL_PLANE {
-            forward_images_side_by_side(g, threads, x, w, b, &mut y)?;
-            epilogue_pass(g, &mut y, epilogue)?;
+            forward_images_side_by_side(g, threads, (x, w, b), out, epilogue)?;
+            // SAFETY: the jobs wrote every element (see `forward_images_side_by_side`).
+            unsafe { y.set_len(total) };
             return Ok(y);
         }
         let base = g.n * g.groups;
@@ -723,14 +729,15 @@ fn forward_split<T: Float>(
             .flat_map(|(n, grp)| pixel_tiles.iter().map(move |&t| (n, grp, t)))
             .flat_map(|(n, grp, t)| row_parts.iter().map(move |&m| (n, grp, t, m)))
             .collect();
-        let out = SharedOut::new(&mut y);
+        // The jobs cover every image, group, pixel tile and block of output channels.
         threads::run(jobs.len(), g.n * g.cout * p * k, |j| {
             let (n, grp, (p0, p1), (m0, m1)) = jobs[j];
             let co = grp * cout_g;
             let at = (n * g.cout + co + m0) * p + p0;
             for (i, &bias) in b[co + m0..co + m1].iter().enumerate() {
-                // SAFETY: this job alone writes rows `m0..m1`, columns `p0..p1` of its group.
-                unsafe { out.slice(at + i * p, p1 - p0)? }.fill(bias);
+                // SAFETY: this job alone writes rows `m0..m1`, columns `p0..p1` of its group;
+                // the product below reads them after this writes them.
+                unsafe { out.slice_uninit(at + i * p, p1 - p0)? }.fill(std::mem::MaybeUninit::new(bias));
             }
             let wg = Mat::rows(&w[(co + m0) * k..(co + m1) * k], k);
             let xg = &x[(n * g.cin + grp * cin_g) * hw..(n * g.cin + (grp + 1) * cin_g) * hw];
@@ -754,6 +761,8 @@ fn forward_split<T: Float>(
             Ok(())
         })?;
     }
+    // SAFETY: every job succeeded, and together they wrote all `total` elements.
+    unsafe { y.set_len(total) };
     Ok(y)
 }
 
@@ -778,20 +787,21 @@ fn image_blocks(g: &Geom) -> Vec<(usize, usize)> {
 /// packed once per block, not once per image) into a scratch product, which is then written to
 /// each image's output with the bias; blocks of output channels when the image blocks are too
 /// few to share out.
+///
+/// Every element of `out` is written (the blocks cover every image, the row parts every channel),
+/// and the epilogue applied to it as it is.
 fn forward_images_side_by_side<T: Float>(
     g: &Geom,
     threads: usize,
-    x: &[T],
-    w: &[T],
-    b: &[T],
-    y: &mut [T],
+    (x, w, b): (&[T], &[T], &[T]),
+    out: SharedOut<T>,
+    epilogue: Epilogue<'_, T>,
 ) -> CResult<()> {
     let (k, p, hw) = (g.k(), g.plane(), g.h * g.w);
     let blocks = image_blocks(g);
     let row_parts = ranges(g.cout, splits(blocks.len(), threads).min(g.cout.div_ceil(16)), 16);
     let jobs: Vec<((usize, usize), (usize, usize))> =
         blocks.iter().flat_map(|&i| row_parts.iter().map(move |&m| (i, m))).collect();
-    let out = SharedOut::new(y);
     threads::run(jobs.len(), g.n * g.cout * p * k, |j| {
         let ((i0, i1), (m0, m1)) = jobs[j];
         let width = (i1 - i0) * p;
@@ -810,13 +820,16 @@ fn forward_images_side_by_side<T: Float>(
                 let wm = Mat::rows(&w[m0 * k..m1 * k], k);
                 matmul_serial(m1 - m0, width, k, prod, width, false, wm, Mat::rows(cols, width))?;
                 for i in i0..i1 {
+                    let at = (i * g.cout + m0) * p;
                     // SAFETY: this job alone writes channels `m0..m1` of images `i0..i1`.
-                    let dst = unsafe { out.slice((i * g.cout + m0) * p, (m1 - m0) * p)? };
+                    let dst = unsafe { out.slice_uninit(at, (m1 - m0) * p)? };
                     for ((row, src), &bias) in dst.chunks_exact_mut(p).zip(prod.chunks_exact(width)).zip(&b[m0..m1]) {
                         for (d, &s) in row.iter_mut().zip(&src[(i - i0) * p..(i - i0 + 1) * p]) {
-                            *d = s + bias;
+                            d.write(s + bias);
                         }
                     }
+                    // SAFETY: as above; the loop wrote every element of the block.
+                    epilogue.apply(at, unsafe { out.slice(at, (m1 - m0) * p)? });
                 }
                 Ok(())
             })

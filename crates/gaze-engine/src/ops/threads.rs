@@ -267,18 +267,42 @@ impl<T> SharedOut<T> {
         SharedOut { ptr: data.as_mut_ptr(), len: data.len() }
     }
 
+    /// A buffer whose elements are not initialised yet: a kernel writes each element through
+    /// [`SharedOut::slice_uninit`] before [`SharedOut::slice`] hands it out, so that an output
+    /// every element of which the kernel writes is not zeroed first.
+    pub fn uninit(data: &mut [MaybeUninit<T>]) -> Self {
+        SharedOut { ptr: data.as_mut_ptr().cast(), len: data.len() }
+    }
+
     /// The elements `offset..offset + len` as a slice.
     ///
     /// # Safety
-    /// No other thread may read or write these elements while the slice lives, and the buffer
-    /// must outlive it.
+    /// No other thread may read or write these elements while the slice lives, the buffer must
+    /// outlive it, and the elements must be initialised (always so for a buffer made by
+    /// [`SharedOut::new`]).
     #[allow(clippy::mut_from_ref)]
     pub unsafe fn slice(&self, offset: usize, len: usize) -> candle_core::Result<&mut [T]> {
         if offset + len > self.len {
             candle_core::bail!("gaze kernel: a block does not fit its buffer");
         }
-        // SAFETY: in bounds (checked above); exclusive and alive by the caller's promise.
+        // SAFETY: in bounds (checked above); exclusive, alive and initialised by the caller's
+        // promise.
         Ok(unsafe { std::slice::from_raw_parts_mut(self.ptr.add(offset), len) })
+    }
+
+    /// The elements `offset..offset + len` as a slice to be written, initialised or not.
+    ///
+    /// # Safety
+    /// No other thread may read or write these elements while the slice lives, and the buffer
+    /// must outlive it.
+    #[allow(clippy::mut_from_ref)]
+    pub unsafe fn slice_uninit(&self, offset: usize, len: usize) -> candle_core::Result<&mut [MaybeUninit<T>]> {
+        if offset + len > self.len {
+            candle_core::bail!("gaze kernel: a block does not fit its buffer");
+        }
+        // SAFETY: in bounds (checked above); exclusive and alive by the caller's promise; a
+        // `MaybeUninit` may hold anything.
+        Ok(unsafe { std::slice::from_raw_parts_mut(self.ptr.add(offset).cast(), len) })
     }
 }
 

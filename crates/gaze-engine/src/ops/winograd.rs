@@ -524,7 +524,7 @@ pub(crate) fn conv<T: Float, const A: usize, const M: usize, W: Transform<A, M>>
     let blocks: Vec<(usize, usize)> = (0..p.cout).step_by(step).map(|c| (c, (c + step).min(p.cout))).collect();
     let jobs: Vec<((usize, usize), (usize, usize))> =
         bands.iter().flat_map(|&b| blocks.iter().map(move |&c| (b, c))).collect();
-    let out = SharedOut::new(&mut y.spare_capacity_mut()[..total]);
+    let out = SharedOut::uninit(&mut y.spare_capacity_mut()[..total]);
     let work = rows * tw * A * A * p.cin * p.cout;
     threads::run(jobs.len(), work, |j| {
         let ((r0, r1), (c0, c1)) = jobs[j];
@@ -552,7 +552,7 @@ pub(crate) fn conv<T: Float, const A: usize, const M: usize, W: Transform<A, M>>
             for co in c0..c1 {
                 // SAFETY: this job alone writes output rows `lo..hi` of channel `co` of image
                 // `img`: the bands share no tile rows, the blocks no channels.
-                dst.push(unsafe { out.slice(((img * p.cout + co) * oh + lo) * ow, (hi - lo) * ow)? });
+                dst.push(unsafe { out.slice_uninit(((img * p.cout + co) * oh + lo) * ow, (hi - lo) * ow)? });
             }
         }
         let bias = bias.map(|b| &b[c0..c1]);
