@@ -300,3 +300,35 @@ fn block_by_block_epilogues_equal_the_ops_in_sequence() {
         }
     }
 }
+
+/// With constant weights and bias, the fused convolution and ReLU on a Winograd shape computes
+/// the input's gradient reading the output gradient through the ReLU's rule as Winograd's copy
+/// takes it in: the gradient equals the ops in sequence bit for bit in every mode, `f64` and
+/// `f32`, F(2×2, 3×3) and F(4×4, 3×3), with outputs of exactly 0 (a zero weight channel and
+/// bias) and an output gradient of both signs.
+#[test]
+fn the_input_gradient_through_the_relu_rule_equals_the_ops_in_sequence() {
+    let cfg = Conv2dConfig::default().padding(1);
+    for (i, (xs, ws)) in [([2, 16, 20, 18], [17, 16, 3, 3]), ([1, 20, 50, 46], [16, 20, 3, 3])].into_iter().enumerate()
+    {
+        for dtype in [DType::F64, DType::F32] {
+            let seed = 1400 + 10 * i as u64;
+            let x = Var::from_tensor(&random(&xs, seed).to_dtype(dtype).unwrap()).unwrap();
+            let w = constant(&weight_with_a_zero_channel(ws, seed + 1)).to_dtype(dtype).unwrap();
+            let b = constant(&bias_with_a_zero(ws[0], seed + 2)).to_dtype(dtype).unwrap();
+            let y0 = conv2d(x.as_tensor(), &w, Some(&b), cfg).unwrap();
+            assert!(values(&y0).contains(&0.0), "{xs:?}: outputs of exactly 0");
+            let r = random(y0.dims(), seed + 3).to_dtype(dtype).unwrap();
+            for mode in MODES {
+                let dx = |y: Tensor| {
+                    let g = (&y * &r).unwrap().sum_all().unwrap().backward().unwrap();
+                    (values(&y), values(g.get(x.as_tensor()).expect("the input's gradient")))
+                };
+                let fused = dx(conv2d_relu(x.as_tensor(), &w, Some(&b), cfg, mode).unwrap());
+                let unfused = dx(relu(&conv2d(x.as_tensor(), &w, Some(&b), cfg).unwrap(), mode).unwrap());
+                assert!(fused.1.iter().any(|&v| v != 0.0), "{xs:?} {dtype:?} {mode:?}: a gradient");
+                assert_eq!(fused, unfused, "{xs:?} {dtype:?} {mode:?}");
+            }
+        }
+    }
+}

@@ -231,6 +231,12 @@ impl Geom {
         Plan { n: self.n, cin: self.cout, h: self.oh, w: self.ow, cout: self.cin, ph: 2 - self.ph, pw: 2 - self.pw }
     }
 
+    /// The Winograd variant the input gradient runs as, if any.
+    fn input_grad_variant(&self) -> CResult<Option<winograd::Variant>> {
+        let enabled = winograd::winograd_enabled().map_err(candle_core::Error::wrap)?;
+        Ok(self.winograd(enabled).then(|| self.plan_input_grad().variant()).flatten())
+    }
+
     /// One input channel per group: computed by direct loops, not by im2col and gemm.
     fn direct(&self) -> bool {
         self.cin_g() == 1
@@ -683,7 +689,7 @@ fn forward_split<T: Float>(
         .then(|| g.plan().variant())
         .flatten()
     {
-        let mut y = winograd::convolve(g.plan(), variant, threads, x, w, false, Some(b))?;
+        let mut y = winograd::convolve(g.plan(), variant, threads, winograd::Input::plain(x), w, false, Some(b))?;
         epilogue_pass(g, &mut y, epilogue)?;
         return Ok(y);
     }
@@ -861,7 +867,7 @@ fn input_grad_col2im<T: Float>(g: &Geom, threads: usize, dy: &[T], w: &[T]) -> C
         .then(|| g.plan_input_grad().variant())
         .flatten()
     {
-        return winograd::convolve(g.plan_input_grad(), variant, threads, dy, w, true, None);
+        return winograd::convolve(g.plan_input_grad(), variant, threads, winograd::Input::plain(dy), w, true, None);
     }
     let mut dx = threads::filled(g.n * g.cin * hw, T::ZERO)?;
     {
@@ -1077,6 +1083,14 @@ impl CustomOp3 for Conv2d {
         if !(x.track_op() || weight.track_op() || bias.track_op()) {
             return Ok((None, None, None));
         }
+        if let Some(mode) = self.relu {
+            // Only the input's gradient, by Winograd's convolution: it reads the output gradient
+            // through the ReLU's rule as it copies it in, so no gated gradient is written first.
+            if x.track_op() && !weight.track_op() && !bias.track_op() && self.g.input_grad_variant()?.is_some() {
+                let dx = grad.contiguous()?.apply_op3_no_bwd(res, weight, &GatedInputGrad(self.g, mode))?;
+                return Ok((Some(dx), None, None));
+            }
+        }
         let grad = match self.relu {
             Some(mode) => res.apply_op2_no_bwd(&grad.contiguous()?, &ReluBackward(mode))?,
             None => grad.contiguous()?,
@@ -1111,6 +1125,44 @@ fn input_and_weight_grads(
     let dx = if x.track_op() { Some(grad.apply_op2_no_bwd(weight, &ConvBackward::Input(*g))?) } else { None };
     let dw = if weight.track_op() { Some(x.apply_op2_no_bwd(grad, &ConvBackward::Weight(*g))?) } else { None };
     Ok((dx, dw))
+}
+
+/// The input gradient of a convolution followed by a ReLU with the rule `mode`, for a shape whose
+/// input gradient runs as Winograd's convolution: `(dy, y, W) ↦ dx`, `y` the ReLU's output.
+struct GatedInputGrad(Geom, ReluMode);
+
+impl CustomOp3 for GatedInputGrad {
+    fn name(&self) -> &'static str {
+        "gaze-conv2d-relu-input-backward"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> CResult<(CpuStorage, Shape)> {
+        fn run<T: Float>(
+            GatedInputGrad(g, mode): &GatedInputGrad,
+            (s1, l1): (&CpuStorage, &Layout),
+            (s2, l2): (&CpuStorage, &Layout),
+            (s3, l3): (&CpuStorage, &Layout),
+        ) -> CResult<(CpuStorage, Shape)> {
+            let (dy, y, w) = (slice::<T>(s1, l1)?, slice::<T>(s2, l2)?, slice::<T>(s3, l3)?);
+            let Some(variant) = g.input_grad_variant()? else {
+                candle_core::bail!("conv2d relu backward: the shape has no Winograd input gradient");
+            };
+            let input = winograd::Input { x: dy, gate: Some((y, *mode)) };
+            let dx = winograd::convolve(g.plan_input_grad(), variant, threads::count()?, input, w, true, None)?;
+            output(dx, (g.n, g.cin, g.h, g.w))
+        }
+        dispatch_float!("conv2d relu backward", s1, run(self, (s1, l1), (s2, l2), (s3, l3)))
+    }
+
+    host_fallback!(op3);
 }
 
 /// The gradients of [`Conv2d`]: `(dy, W) ↦ dx` (the transposed convolution, by gemm and col2im)

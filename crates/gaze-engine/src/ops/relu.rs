@@ -75,11 +75,9 @@ impl CustomOp2 for ReluBackward {
             (s2, l2): (&CpuStorage, &Layout),
         ) -> CResult<(CpuStorage, Shape)> {
             let (x, g) = (slice::<T>(s1, l1)?, slice::<T>(s2, l2)?);
-            let pos = |v: T| if v > T::ZERO { v } else { T::ZERO };
             let dx = match mode {
-                ReluMode::Normal => zip_map(x, g, |x, g| if x > T::ZERO { g } else { T::ZERO })?,
-                ReluMode::Guided => zip_map(x, g, |x, g| if x > T::ZERO { pos(g) } else { T::ZERO })?,
-                ReluMode::Deconvnet => map(g, pos)?,
+                ReluMode::Deconvnet => map(g, |g| backward_rule(mode, T::ZERO, g))?,
+                _ => zip_map(x, g, |x, g| backward_rule(mode, x, g))?,
             };
             output(dx, l1.shape().clone())
         }
@@ -87,6 +85,31 @@ impl CustomOp2 for ReluBackward {
     }
 
     host_fallback!(op2);
+}
+
+/// The gradient a ReLU with the rule `mode` passes back for the output gradient `g` at an element
+/// where its input (or output) is `x`: `g` where `x > 0` (Normal), `max(g, 0)` where `x > 0`
+/// (Guided), `max(g, 0)` (Deconvnet, which reads no `x`); 0 elsewhere.
+#[inline(always)]
+pub(super) fn backward_rule<T: Float>(mode: ReluMode, x: T, g: T) -> T {
+    let pos = |v: T| if v > T::ZERO { v } else { T::ZERO };
+    match mode {
+        ReluMode::Normal => {
+            if x > T::ZERO {
+                g
+            } else {
+                T::ZERO
+            }
+        }
+        ReluMode::Guided => {
+            if x > T::ZERO {
+                pos(g)
+            } else {
+                T::ZERO
+            }
+        }
+        ReluMode::Deconvnet => pos(g),
+    }
 }
 
 /// `max(x, 0)` with the backward rule of `mode`.

@@ -26,6 +26,7 @@ use candle_core::Result;
 
 use super::kernel::Float;
 use super::matmul::{matmul_serial, Mat};
+use super::relu::{backward_rule, ReluMode};
 use super::threads::{self, SharedOut};
 
 /// The environment variable that turns Winograd's convolutions off (`0`, `off` or `false`) or on
@@ -304,7 +305,7 @@ pub(crate) fn convolve<T: Float>(
     p: Plan,
     variant: Variant,
     threads: usize,
-    x: &[T],
+    x: Input<'_, T>,
     w: &[T],
     swap: bool,
     bias: Option<&[T]>,
@@ -312,7 +313,7 @@ pub(crate) fn convolve<T: Float>(
     fn go<T: Float, const A: usize, const M: usize, W: Transform<A, M>>(
         p: Plan,
         threads: usize,
-        x: &[T],
+        x: Input<'_, T>,
         w: &[T],
         swap: bool,
         bias: Option<&[T]>,
@@ -326,6 +327,24 @@ pub(crate) fn convolve<T: Float>(
     match variant {
         Variant::F2 => go::<T, 4, 2, F2>(p, threads, x, w, swap, bias),
         Variant::F4 => go::<T, 6, 4, F4>(p, threads, x, w, swap, bias),
+    }
+}
+
+/// A convolution's input as [`convolve`] reads it: `x`, or, with a gate `(r, mode)`, the
+/// gradient a ReLU with the rule `mode` passes back for the output gradient `x` where the
+/// ReLU's output is `r` (of `x`'s layout): the input gradient of a convolution followed by a
+/// ReLU reads its output gradient through the ReLU's rule as it copies it, with no pass of its
+/// own.
+#[derive(Clone, Copy)]
+pub(crate) struct Input<'a, T> {
+    pub x: &'a [T],
+    pub gate: Option<(&'a [T], ReluMode)>,
+}
+
+impl<'a, T> Input<'a, T> {
+    /// `x` as it is.
+    pub(crate) fn plain(x: &'a [T]) -> Self {
+        Input { x, gate: None }
     }
 }
 
@@ -376,7 +395,7 @@ mod avx2 {
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn run_job<T: Float, const A: usize, const M: usize, W: Transform<A, M>>(
         job: &Job,
-        xp: &[T],
+        xp: Input<'_, T>,
         u: &[T],
         bias: Option<&[T]>,
         dst: &mut [&mut [MaybeUninit<T>]],
@@ -488,14 +507,15 @@ fn get<T: Float>(src: &[T], v: &mut Lanes<T>) {
 pub(crate) fn conv<T: Float, const A: usize, const M: usize, W: Transform<A, M>>(
     p: Plan,
     threads: usize,
-    x: &[T],
+    x: Input<'_, T>,
     u: &[T],
     bias: Option<&[T]>,
 ) -> Result<Vec<T>> {
     let (oh, ow) = (p.oh(), p.ow());
     let (th, tw) = (oh.div_ceil(M), ow.div_ceil(M));
     let wp = tw * M + 2;
-    if x.len() != p.n * p.cin * p.h * p.w || u.len() != p.cout * A * A * p.cin {
+    let gate_fits = x.gate.is_none_or(|(r, _)| r.len() == x.x.len());
+    if x.x.len() != p.n * p.cin * p.h * p.w || u.len() != p.cout * A * A * p.cin || !gate_fits {
         candle_core::bail!("winograd conv: operands do not fit {p:?}");
     }
     let total = p.n * p.cout * oh * ow;
@@ -607,7 +627,7 @@ struct Job {
 #[inline(always)]
 fn run_job<T: Float, const A: usize, const M: usize, W: Transform<A, M>>(
     job: &Job,
-    x: &[T],
+    Input { x, gate }: Input<'_, T>,
     u: &[T],
     bias: Option<&[T]>,
     dst: &mut [&mut [MaybeUninit<T>]],
@@ -645,10 +665,19 @@ fn run_job<T: Float, const A: usize, const M: usize, W: Transform<A, M>>(
                             }
                             continue;
                         }
-                        let src =
-                            &x[((seg.image * cin + c) * p.h + iy) * p.w..((seg.image * cin + c) * p.h + iy + 1) * p.w];
-                        for (ix, &v) in src.iter().enumerate() {
-                            row[(p.pw + ix) * L + l] = v;
+                        let at = ((seg.image * cin + c) * p.h + iy) * p.w;
+                        let src = &x[at..at + p.w];
+                        match gate {
+                            None => {
+                                for (ix, &v) in src.iter().enumerate() {
+                                    row[(p.pw + ix) * L + l] = v;
+                                }
+                            }
+                            Some((r, mode)) => {
+                                for (ix, (&v, &r)) in src.iter().zip(&r[at..at + p.w]).enumerate() {
+                                    row[(p.pw + ix) * L + l] = backward_rule(mode, r, v);
+                                }
+                            }
                         }
                     }
                 }
@@ -766,7 +795,7 @@ mod tests {
             let mut u = vec![0.0; A * A * cout * cin];
             kernels::<f64, A, M, W>(&wt, (cout, cin), false, &mut u).unwrap();
             for threads in [1, 2, 5] {
-                let got = conv::<f64, A, M, W>(p, threads, &x, &u, Some(&b)).unwrap();
+                let got = conv::<f64, A, M, W>(p, threads, Input::plain(&x), &u, Some(&b)).unwrap();
                 assert_eq!(got.len(), want.len());
                 for (i, (g, e)) in got.iter().zip(&want).enumerate() {
                     assert!((g - e).abs() < tol, "F({M}) {p:?} threads {threads}: y[{i}] {g} vs {e}");
@@ -802,7 +831,7 @@ mod tests {
             let mut us = vec![0.0; A * A * cout * cin];
             kernels::<f64, A, M, W>(&wt, (cout, cin), true, &mut us).unwrap();
             let q = Plan { n, cin: cout, h: oh, w: ow, cout: cin, ph: 2 - ph, pw: 2 - pw };
-            let got = conv::<f64, A, M, W>(q, 2, &dy, &us, None).unwrap();
+            let got = conv::<f64, A, M, W>(q, 2, Input::plain(&dy), &us, None).unwrap();
             for (i, (g, e)) in got.iter().zip(&dx).enumerate() {
                 assert!((g - e).abs() < tol, "F({M}) {p:?}: dx[{i}] {g} vs {e}");
             }
@@ -867,7 +896,7 @@ mod tests {
         let direct = naive(p, &x32, &w32, None);
         let direct_err = direct.iter().zip(&want).fold(0.0f64, |m, (&g, &e)| m.max((g as f64 - e).abs())) / peak;
         for variant in [Variant::F2, Variant::F4] {
-            let got = convolve(p, variant, 2, &x32, &w32, false, None).unwrap();
+            let got = convolve(p, variant, 2, Input::plain(&x32), &w32, false, None).unwrap();
             let err = got.iter().zip(&want).fold(0.0f64, |m, (&g, &e)| m.max((g as f64 - e).abs())) / peak;
             assert!(
                 err < 4.0 * direct_err,
