@@ -44,6 +44,12 @@
 //!   forward pass runs a row of outputs at a time, eight per vector compare and blend, over the
 //!   stride's phases of each input row. The ReLU's backward pass is one pass over the input and
 //!   the gradient.
+//! - The fused convolutions apply their ReLU (and residual) to each block of outputs right after
+//!   an im2col job writes it, while it is in cache; outputs that the jobs write in full are not
+//!   zeroed first; and the input gradient of a fused convolution and ReLU on a Winograd shape
+//!   reads the output gradient through the ReLU's rule as it copies it in.
+//! - A linear layer's input gradient for a few images reads only the weight rows whose outputs
+//!   have a non-zero gradient (about half behind a ReLU).
 //! - The threads: see [`num_threads`] and [`set_num_threads`] (`GAZE_NUM_THREADS`); a binary
 //!   calls [`tune_process`] at the start of `main`. The jobs run on a fork-join pool of the ops'
 //!   own (`forkjoin.rs`): the calling thread takes jobs too, and the workers spin briefly between
