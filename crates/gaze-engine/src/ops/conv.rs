@@ -231,6 +231,12 @@ impl Geom {
         Plan { n: self.n, cin: self.cout, h: self.oh, w: self.ow, cout: self.cin, ph: 2 - self.ph, pw: 2 - self.pw }
     }
 
+    /// The Winograd variant the forward pass runs as, if any.
+    fn forward_variant(&self) -> CResult<Option<winograd::Variant>> {
+        let enabled = winograd::winograd_enabled().map_err(candle_core::Error::wrap)?;
+        Ok(self.winograd(enabled).then(|| self.plan().variant()).flatten())
+    }
+
     /// The Winograd variant the input gradient runs as, if any.
     fn input_grad_variant(&self) -> CResult<Option<winograd::Variant>> {
         let enabled = winograd::winograd_enabled().map_err(candle_core::Error::wrap)?;
@@ -684,11 +690,7 @@ fn forward_split<T: Float>(
     if g.n * g.cout * p == 0 {
         return Ok(Vec::new());
     }
-    if let Some(variant) = g
-        .winograd(winograd::winograd_enabled().map_err(candle_core::Error::wrap)?)
-        .then(|| g.plan().variant())
-        .flatten()
-    {
+    if let Some(variant) = g.forward_variant()? {
         let mut y = winograd::convolve(g.plan(), variant, threads, winograd::Input::plain(x), w, false, Some(b))?;
         epilogue_pass(g, &mut y, epilogue)?;
         return Ok(y);
@@ -862,11 +864,7 @@ fn input_grad_col2im<T: Float>(g: &Geom, threads: usize, dy: &[T], w: &[T]) -> C
     if g.n * g.cin * hw == 0 {
         return Ok(Vec::new());
     }
-    if let Some(variant) = g
-        .winograd(winograd::winograd_enabled().map_err(candle_core::Error::wrap)?)
-        .then(|| g.plan_input_grad().variant())
-        .flatten()
-    {
+    if let Some(variant) = g.input_grad_variant()? {
         return winograd::convolve(g.plan_input_grad(), variant, threads, winograd::Input::plain(dy), w, true, None);
     }
     let mut dx = threads::filled(g.n * g.cin * hw, T::ZERO)?;

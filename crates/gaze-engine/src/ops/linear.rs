@@ -5,6 +5,7 @@ use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result as CResult, S
 use super::device::{self, attach};
 use super::kernel::{dispatch_float, host_fallback, output, slice, Float};
 use super::matmul::{matmul, Mat};
+use super::threads::{self, SharedOut};
 use crate::{Error, Result};
 
 /// `[N, in] × [out, in] + [out]`, the sizes checked when the op was built.
@@ -119,16 +120,14 @@ const FEW_IMAGES: usize = 4;
 /// the full product would carry into the gradient as NaN.
 fn input_grad<T: Float>(d: Dims, dy: &[T], w: &[T]) -> CResult<Vec<T>> {
     let mut dx = vec![T::ZERO; d.n * d.inp];
-    let live: Vec<usize> = if d.n <= FEW_IMAGES {
-        (0..d.out).filter(|&o| (0..d.n).any(|i| dy[i * d.out + o] != T::ZERO)).collect()
-    } else {
-        Vec::new()
-    };
-    if d.n > FEW_IMAGES || live.len() * 8 > d.out * 7 {
-        matmul(d.n, d.inp, d.out, &mut dx, d.inp, false, Mat::rows(dy, d.out), Mat::rows(w, d.inp))?;
-    } else {
-        live_rows_into(d, &live, dy, w, &mut dx)?;
+    if d.n <= FEW_IMAGES {
+        let live: Vec<usize> = (0..d.out).filter(|&o| (0..d.n).any(|i| dy[i * d.out + o] != T::ZERO)).collect();
+        if live.len() * 8 <= d.out * 7 {
+            live_rows_into(d, &live, dy, w, &mut dx)?;
+            return Ok(dx);
+        }
     }
+    matmul(d.n, d.inp, d.out, &mut dx, d.inp, false, Mat::rows(dy, d.out), Mat::rows(w, d.inp))?;
     Ok(dx)
 }
 
@@ -138,17 +137,18 @@ fn live_rows_into<T: Float>(d: Dims, live: &[usize], dy: &[T], w: &[T], dx: &mut
     if dy.len() != d.n * d.out || w.len() != d.out * d.inp || dx.len() != d.n * d.inp {
         candle_core::bail!("linear input gradient: operands do not fit {d:?}");
     }
-    let parts = (2 * super::threads::count()?).min(d.inp.div_ceil(64)).max(1);
+    let parts = (2 * threads::count()?).min(d.inp.div_ceil(64)).max(1);
     let step = d.inp.div_ceil(parts).div_ceil(16) * 16;
-    let block = if d.n == 1 { step } else { (1 << 16) / d.n };
-    let out = super::threads::SharedOut::new(dx);
-    super::threads::run(d.inp.div_ceil(step), live.len() * d.inp * d.n, |p| {
+    // One image's part stays in cache whole; several images' rows in blocks of 64 Ki elements.
+    let block = if d.n == 1 { step } else { ((1 << 16) / d.n).max(1024) };
+    let out = SharedOut::new(dx);
+    threads::run(d.inp.div_ceil(step), live.len() * d.inp * d.n, |p| {
         let (c0, c1) = (p * step, ((p + 1) * step).min(d.inp));
         // SAFETY: part `p` alone writes columns `c0..c1` of each image's row.
         let mut rows: Vec<&mut [T]> =
             (0..d.n).map(|i| unsafe { out.slice(i * d.inp + c0, c1 - c0) }).collect::<CResult<_>>()?;
-        for b0 in (c0..c1).step_by(block.max(1024)) {
-            let b1 = (b0 + block.max(1024)).min(c1);
+        for b0 in (c0..c1).step_by(block) {
+            let b1 = (b0 + block).min(c1);
             for &o in live {
                 let wr = &w[o * d.inp + b0..o * d.inp + b1];
                 for (i, row) in rows.iter_mut().enumerate() {

@@ -94,21 +94,10 @@ impl CustomOp2 for ReluBackward {
 pub(super) fn backward_rule<T: Float>(mode: ReluMode, x: T, g: T) -> T {
     let pos = |v: T| if v > T::ZERO { v } else { T::ZERO };
     match mode {
-        ReluMode::Normal => {
-            if x > T::ZERO {
-                g
-            } else {
-                T::ZERO
-            }
-        }
-        ReluMode::Guided => {
-            if x > T::ZERO {
-                pos(g)
-            } else {
-                T::ZERO
-            }
-        }
+        ReluMode::Normal if x > T::ZERO => g,
+        ReluMode::Guided if x > T::ZERO => pos(g),
         ReluMode::Deconvnet => pos(g),
+        _ => T::ZERO,
     }
 }
 
