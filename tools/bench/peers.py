@@ -4,10 +4,12 @@
 Two commands:
 
 - `prepare --out DIR --models vgg16,resnet50 --size 224 --background 4 --seed 0` writes, for each
-  model, randomly initialised full-size weights in torchvision's layout (`DIR/<model>.safetensors`,
-  torchvision's own initialisation, without `num_batches_tracked`), and the inputs both sides
-  explain (`DIR/inputs-<size>.safetensors`): `input` [1, 3, size, size], images/chelsea.png through
-  torchvision's ImageNet preprocessing, and `background` [B, 3, size, size], random crops of it.
+  model, randomly initialised full-size weights (`DIR/<model>.safetensors`, without
+  `num_batches_tracked`): VGG16 and ResNet-50 in torchvision's layout and initialisation, Xception
+  as timm's `legacy_xception`; and the inputs both sides explain (`DIR/inputs-<size>.safetensors`):
+  `input` [1, 3, size, size], images/chelsea.png through torchvision's ImageNet preprocessing, and
+  `background` [B, 3, size, size], random crops of it. A model's seed is `seed` plus its place in
+  `MODELS`, so weights written in separate calls are the same as written together.
 - `serve --device cpu|cuda --threads T` is the peers' worker: it reads one JSON request per line on
   standard input and answers one JSON line, with the same requests as gaze's worker
   (`gaze-bench-runner`): `load`, `run`, `matmul`, `quit`.
@@ -59,6 +61,9 @@ def reset_peak() -> bool:
 # ---------------------------------------------------------------- prepare
 
 
+MODELS = ("vgg16", "resnet50", "xception")
+
+
 def build(name: str):
     import torchvision
 
@@ -66,7 +71,11 @@ def build(name: str):
         return torchvision.models.vgg16(weights=None)
     if name == "resnet50":
         return torchvision.models.resnet50(weights=None)
-    raise SystemExit(f"unknown model `{name}`; valid: vgg16, resnet50")
+    if name == "xception":
+        import timm
+
+        return timm.create_model("legacy_xception", pretrained=False)
+    raise ValueError(f"unknown model `{name}`; valid: {', '.join(MODELS)}")
 
 
 def prepare(args) -> int:
@@ -77,12 +86,14 @@ def prepare(args) -> int:
 
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
-    for i, name in enumerate(m for m in args.models.split(",") if m):
-        torch.manual_seed(args.seed + i)
+    for name in (m for m in args.models.split(",") if m):
+        if name not in MODELS:
+            raise SystemExit(f"unknown model `{name}`; valid: {', '.join(MODELS)}")
+        torch.manual_seed(args.seed + MODELS.index(name))
         model = build(name).eval()
         state = {k: v.contiguous() for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
         save_file(state, str(out / f"{name}.safetensors"), metadata={"generator": "tools/bench/peers.py prepare",
-                                                                      "init": "torchvision default", "seed": str(args.seed + i)})
+                                                                      "init": "the library's default", "seed": str(args.seed + MODELS.index(name))})
     img = Image.open(ROOT / "fixtures" / "images" / "chelsea.png").convert("RGB")
     size = args.size
     normalise = T.Compose([T.ToTensor(), T.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])])
@@ -140,7 +151,7 @@ class Worker:
         }
         from importlib import metadata
 
-        versions = {p: metadata.version(p) for p in ("torch", "torchvision", "captum", "grad-cam", "shap")}
+        versions = {p: metadata.version(p) for p in ("torch", "torchvision", "timm", "captum", "grad-cam", "shap")}
         return {"ok": True, "device": self.device.type, "rss_kib": status_kib("VmRSS"), "versions": versions}
 
     def call(self, method: str, s: dict, m: dict):

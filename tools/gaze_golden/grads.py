@@ -1,5 +1,13 @@
 """fixtures/peers/grad.<model>.safetensors: Captum's gradient and perturbation methods on the reduced models.
 
+Guided backprop, deconvnet and guided Grad-CAM are also computed from their definition, with every ReLU module
+replaced by one whose backward applies the method's rule to that ReLU's own output gradient. Where Captum's result
+equals that reference (VGG16, ResNet-50) the fixture stores Captum's; on Xception it does not, and the fixture
+stores the reference as `.attr` and Captum's result as `.captum`: Captum's hooks take the gradient of a ReLU's
+input tensor, and an Xception block's input feeds both its first ReLU and its skip branch, so guided backprop
+clamps the sum of the two branches' gradients (not the ReLU's alone) and deconvnet replaces that sum with the
+ReLU's clamped output gradient (dropping the skip branch's).
+
 The stochastic methods (NoiseTunnel, GradientShap) run on an explicit plan that this module draws and stores:
 Captum's own noise draw is replaced by the stored noise, and its numpy draws (baseline indices, alphas) are
 recorded.
@@ -10,6 +18,7 @@ so a Rust test that replays the same plan can match Captum draw for draw.
 from __future__ import annotations
 
 import contextlib
+import copy
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +28,9 @@ from . import models as M
 from .store import Fixture
 
 GIVEN = [3, 7]
-GRAD_MODELS = {"vgg16": "features.29", "resnet50": "layer4"}
+GRAD_MODELS = {"vgg16": "features.29", "resnet50": "layer4", "xception": "act4"}
+# Models on which Captum's ReLU-hook methods differ from their definition (see the module's doc).
+CAPTUM_RELU_HOOKS_DIFFER = {"xception"}
 IG_STEPS = (16, 50)
 IG_METHODS = ("riemann_right", "riemann_left", "riemann_middle", "riemann_trapezoid", "gausslegendre")
 # The integrated-gradients baseline: each image blurred over height and width, as
@@ -30,6 +41,9 @@ IG_BLUR_SIGMA = 2.0
 # A configuration whose float32 attribution is farther than this from the same call in float64 is ill-conditioned
 # (see `float32_error` below).
 IG_CONDITIONED = 1e-5
+# The calls whose float64 attribution is stored too (two per model keep the fixture small; the quadratures
+# differ only in their stored path points and weights).
+IG_FLOAT64_KEPT = {("gausslegendre", 50), ("riemann_trapezoid", 16)}
 # The gradient fixtures run on smaller crops than the models' .io input (the same two boxes), to keep them small.
 GRAD_SIZE = 40
 NT_SAMPLES = 2
@@ -39,7 +53,7 @@ GS_STDEV = 0.1
 GS_SEED = 7
 OCC_WINDOW = (3, 8, 8)
 OCC_STRIDE = (3, 4, 4)
-SEEDS = {"vgg16": 201, "resnet50": 202}
+SEEDS = {"vgg16": 201, "resnet50": 202, "xception": 203}
 
 
 @contextlib.contextmanager
@@ -94,6 +108,61 @@ def input_grads(model, z: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return z.grad.detach()
 
 
+class _RuleRelu(torch.autograd.Function):
+    """max(x, 0), whose backward applies a method's rule to this ReLU's own output gradient `g`."""
+
+    @staticmethod
+    def forward(ctx, x, rule):
+        ctx.save_for_backward(x)
+        ctx.rule = rule
+        return x.clamp(min=0)
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        if ctx.rule == "guided":  # Springenberg et al.: forward and backward gates
+            return g * (x > 0) * (g > 0), None
+        if ctx.rule == "deconv":  # Zeiler and Fergus: the backward gate only
+            return g.clamp(min=0), None
+        return g * (x > 0), None
+
+
+class RuleRelu(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.rule = "plain"
+
+    def forward(self, x):
+        return _RuleRelu.apply(x, self.rule)
+
+
+def rule_model(model: torch.nn.Module) -> tuple[torch.nn.Module, list[RuleRelu]]:
+    """A copy of `model` with every `nn.ReLU` module replaced by a `RuleRelu` (a reused module stays one module)."""
+    copied = copy.deepcopy(model)
+    swapped: dict[int, RuleRelu] = {}
+
+    def swap(mod: torch.nn.Module) -> None:
+        for n, c in mod.named_children():
+            if isinstance(c, torch.nn.ReLU):
+                setattr(mod, n, swapped.setdefault(id(c), RuleRelu()))
+            else:
+                swap(c)
+
+    swap(copied)
+    return copied, list(swapped.values())
+
+
+def rule_grads(model: torch.nn.Module, relus: list[RuleRelu], x: torch.Tensor, targets: torch.Tensor,
+               rule: str) -> torch.Tensor:
+    for r in relus:
+        r.rule = rule
+    try:
+        return input_grads(model, x, targets)
+    finally:
+        for r in relus:
+            r.rule = "plain"
+
+
 def check_close(what: str, peer: torch.Tensor, replay: torch.Tensor, rtol: float = 1e-5) -> None:
     scale = float(peer.abs().max())
     err = float((peer - replay).abs().max())
@@ -109,6 +178,8 @@ def build(root: Path) -> list[Fixture]:
         GuidedGradCam,
         InputXGradient,
         IntegratedGradients,
+        LayerAttribution,
+        LayerGradCam,
         NoiseTunnel,
         Occlusion,
         Saliency,
@@ -143,13 +214,37 @@ def build(root: Path) -> list[Fixture]:
                "`Saliency(model).attribute(input, target=targets, abs=False)`")
         fx.add("gradient-x-input.attr", InputXGradient(model).attribute(x.clone(), target=t),
                "`InputXGradient(model).attribute(input, target=targets)`")
-        fx.add("guided-backprop.attr", GuidedBackprop(model).attribute(x.clone(), target=t),
-               "`GuidedBackprop(model).attribute(input, target=targets)`")
-        fx.add("deconvnet.attr", Deconvolution(model).attribute(x.clone(), target=t),
-               "`Deconvolution(model).attribute(input, target=targets)`")
-        fx.add(f"guided-gradcam.{deep}.attr",
-               GuidedGradCam(model, M.module(model, deep)).attribute(x.clone(), target=t),
-               f"`GuidedGradCam(model, {deep}).attribute(input, target=targets)` (nearest upsampling)")
+        # The ReLU-rule methods: Captum's calls, and the same methods from their definition.
+        captum = {
+            "guided-backprop": (GuidedBackprop(model).attribute(x.clone(), target=t),
+                                "`GuidedBackprop(model).attribute(input, target=targets)`"),
+            "deconvnet": (Deconvolution(model).attribute(x.clone(), target=t),
+                          "`Deconvolution(model).attribute(input, target=targets)`"),
+            f"guided-gradcam.{deep}": (GuidedGradCam(model, M.module(model, deep)).attribute(x.clone(), target=t),
+                                       f"`GuidedGradCam(model, {deep}).attribute(input, target=targets)` (nearest upsampling)"),
+        }
+        ruled, relus = rule_model(model)
+        guided = rule_grads(ruled, relus, x, t, "guided")
+        cam = LayerGradCam(ruled, M.module(ruled, deep)).attribute(x.clone(), target=t, relu_attributions=True)
+        reference = {
+            "guided-backprop": (guided, "the gradient of each image's target logit with every ReLU's backward "
+                                        "`g * (x > 0) * (g > 0)` on its own output gradient g (guided backprop's definition)"),
+            "deconvnet": (rule_grads(ruled, relus, x, t, "deconv"),
+                          "the gradient with every ReLU's backward `max(g, 0)` on its own output gradient g "
+                          "(deconvnet's definition)"),
+            f"guided-gradcam.{deep}": (
+                guided * LayerAttribution.interpolate(cam.detach(), tuple(x.shape[2:]), interpolate_mode="nearest"),
+                f"guided-backprop.attr times `LayerGradCam(model, {deep}).attribute(input, target=targets, "
+                "relu_attributions=True)` upsampled nearest (guided Grad-CAM's definition, Captum's composition)"),
+        }
+        for key, (peer, call) in captum.items():
+            want, definition = reference[key]
+            if name in CAPTUM_RELU_HOOKS_DIFFER:
+                fx.add(f"{key}.attr", want, definition)
+                fx.add(f"{key}.captum", peer, f"{call}: differs from `.attr` on this model (see the group's notes)")
+            else:
+                check_close(f"{name} {key} against its definition", peer, want)
+                fx.add(f"{key}.attr", peer, call)
 
         # Integrated gradients: every Captum quadrature at each of IG_STEPS, from a blurred baseline.
         # Each call is repeated on a float64 copy of the model; the relative max-abs distance between the two
@@ -181,6 +276,10 @@ def build(root: Path) -> list[Fixture]:
                        f"Captum's quadrature weights (step sizes) for {method}, n_steps={steps}")
                 fx.add(f"{stem}.float32_error", np.asarray([err], np.float64),
                        "relative max-abs distance of `attr` from the same call on the model and inputs in float64")
+                if (method, steps) in IG_FLOAT64_KEPT:
+                    fx.add(f"{stem}.attr64", attr64.float(),
+                           "the same call on the model and inputs in float64, stored in float32: the exact value to float32's "
+                           "precision, whatever float32 rounding decides in `attr`")
                 print(f"    {name} integrated gradients {method} n_steps={steps}: float32 error {err:.1e}"
                       f"{'' if err <= IG_CONDITIONED else ' (ill-conditioned)'}")
 

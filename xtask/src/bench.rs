@@ -42,7 +42,6 @@ const END: &str = "<!-- bench:end -->";
 /// The class every method explains: ImageNet's `tabby` (the weights are random, so any class
 /// does; a fixed one keeps the two sides' work identical).
 const TARGET: usize = 281;
-const SIZE: usize = 224;
 const MATMUL_N: usize = 2048;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -99,6 +98,9 @@ pub struct Args {
     /// No batch-size sweep.
     #[arg(long)]
     no_sweep: bool,
+    /// The models of the side-by-side run (comma-separated); all when absent: vgg16, resnet50, xception.
+    #[arg(long, value_delimiter = ',')]
+    models: Vec<String>,
 }
 
 pub fn run(root: &Path, args: &Args) -> Result<()> {
@@ -323,8 +325,11 @@ struct Case {
 }
 
 /// The layers of a model that the side-by-side run uses.
+#[derive(Debug)]
 struct ModelPlan {
     name: &'static str,
+    /// The side of the square input the model is explained at (its ImageNet preprocessing).
+    size: usize,
     /// The layer Grad-CAM explains (pytorch-grad-cam's `target_layers`), and its channels.
     cam_layer: &'static str,
     cam_channels: usize,
@@ -334,26 +339,64 @@ struct ModelPlan {
     /// is, as shap's `(model, layer)` takes it.
     eg_layer: &'static str,
     eg_module: &'static str,
+    /// Captum's ReLU hooks compute something else than guided backprop and deconvnet on this model
+    /// (see `docs/methods/guided-backprop.md`): the rows' labels say so.
+    captum_relu_hooks_differ: bool,
+    /// Methods this model's run leaves out, with the reason the report gives.
+    skip: &'static [&'static str],
+    skip_reason: &'static str,
 }
 
-const MODELS: [ModelPlan; 2] = [
+const MODELS: [ModelPlan; 3] = [
     ModelPlan {
         name: "vgg16",
+        size: 224,
         cam_layer: "features.29",
         cam_channels: 512,
         quick_cam_layer: "features.4",
         eg_layer: "features.6",
         eg_module: "features.7",
+        captum_relu_hooks_differ: false,
+        skip: &[],
+        skip_reason: "",
     },
     ModelPlan {
         name: "resnet50",
+        size: 224,
         cam_layer: "layer4",
         cam_channels: 2048,
         quick_cam_layer: "maxpool",
         eg_layer: "layer1",
         eg_module: "layer2",
+        captum_relu_hooks_differ: false,
+        skip: &[],
+        skip_reason: "",
+    },
+    // timm's `legacy_xception`, the layout gaze's Xception loads, at its 299 × 299 input; Grad-CAM
+    // at `act4`, the exit flow's last ReLU (Keras's `block14_sepconv2_act`, the tutorials' layer).
+    ModelPlan {
+        name: "xception",
+        size: 299,
+        cam_layer: "act4",
+        cam_channels: 2048,
+        quick_cam_layer: "act2",
+        eg_layer: "block1",
+        eg_module: "block2",
+        captum_relu_hooks_differ: true,
+        skip: &["scorecam", "ablationcam", "occlusion"],
+        skip_reason: "one forward pass per channel of `act4` (2048) or per window (1296 at 299 × 299): \
+                      minutes per call and side, and the same kernels as the rows kept",
     },
 ];
+
+/// The models a run covers: those `--models` names, in the order of [`MODELS`], or all of them.
+fn chosen_models(wanted: &[String]) -> Result<Vec<&'static ModelPlan>> {
+    let valid: Vec<&str> = MODELS.iter().map(|m| m.name).collect();
+    if let Some(bad) = wanted.iter().find(|w| !valid.contains(&w.as_str())) {
+        bail!("--models: unknown model `{bad}`; valid: {}", valid.join(", "));
+    }
+    Ok(MODELS.iter().filter(|m| wanted.is_empty() || wanted.iter().any(|w| w == m.name)).collect())
+}
 
 /// The methods the batch-size sweep times at each batch size, with the settings and work of their
 /// batch-1 cases.
@@ -392,7 +435,7 @@ fn cases(plan: &ModelPlan, quick: bool, sweep: &[usize]) -> Vec<Case> {
     let (pcam_layer, pcam_channels) =
         if quick { (plan.quick_cam_layer, 64) } else { (plan.cam_layer, plan.cam_channels) };
     let windows = |size: usize| ((size - window).div_ceil(stride) + 1).pow(2) as f64;
-    let occ_windows = windows(SIZE);
+    let occ_windows = windows(plan.size);
     let ranked = 2;
     let cam_layer = plan.cam_layer;
     let mut v = vec![
@@ -487,6 +530,12 @@ fn cases(plan: &ModelPlan, quick: bool, sweep: &[usize]) -> Vec<Case> {
             move |f, _| f * (occ_windows + 1.0),
         ),
     ];
+    v.retain(|c| !plan.skip.contains(&c.method));
+    if plan.captum_relu_hooks_differ {
+        for c in v.iter_mut().filter(|c| ["guided-backprop", "deconvnet", "guided-gradcam"].contains(&c.method)) {
+            c.label += "; Captum's hooks differ from the method here, the same passes";
+        }
+    }
     // The sweep: time per image against batch size, for the methods whose cost is one pass or two,
     // each with its batch-1 case's settings on `b` copies of the input and `b` times its work.
     let mut swept = Vec::new();
@@ -587,16 +636,27 @@ fn peers(root: &Path, args: &Args, threads: usize, machine: &Value) -> Result<Va
         bail!("--batches: a batch size of 0; give sizes of 1 or more, or --no-sweep");
     }
     let sweep: Vec<usize> = if args.no_sweep { Vec::new() } else { args.batches.clone() };
+    let plans = chosen_models(&args.models)?;
     let python = golden::ensure_venv(root, &args.python)?;
     let data = root.join("target").join("bench").join("peers");
-    let inputs = data.join(format!("inputs-{SIZE}.safetensors"));
+    let inputs = |size: usize| data.join(format!("inputs-{size}.safetensors"));
     let weights = |m: &str| data.join(format!("{m}.safetensors"));
-    if !inputs.exists() || MODELS.iter().any(|m| !weights(m.name).exists()) {
-        println!("bench: writing the shared random weights and inputs to target/bench/peers");
+    // The shared weights and inputs, written once per input size for the models that lack them
+    // (each model's seed is its place in `MODELS`, so a file written later is the same file).
+    let mut sizes: Vec<usize> = plans.iter().map(|p| p.size).collect();
+    sizes.sort_unstable();
+    sizes.dedup();
+    for size in sizes {
+        let of_size: Vec<&ModelPlan> = plans.iter().copied().filter(|p| p.size == size).collect();
+        let missing: Vec<&str> = of_size.iter().filter(|p| !weights(p.name).exists()).map(|p| p.name).collect();
+        if missing.is_empty() && inputs(size).exists() {
+            continue;
+        }
+        println!("bench: writing the shared random weights and {size}×{size} inputs to target/bench/peers");
         let mut cmd = Command::new(&python);
         cmd.arg(root.join("tools").join("bench").join("peers.py"))
-            .args(["prepare", "--size", &SIZE.to_string(), "--models"])
-            .arg(MODELS.map(|m| m.name).join(","))
+            .args(["prepare", "--size", &size.to_string(), "--models"])
+            .arg(missing.join(","))
             .arg("--out")
             .arg(&data)
             .current_dir(root);
@@ -638,10 +698,10 @@ fn peers(root: &Path, args: &Args, threads: usize, machine: &Value) -> Result<Va
 
     let mut versions = json!(null);
     let mut macs: BTreeMap<&str, Value> = BTreeMap::new();
-    for plan in &MODELS {
+    for plan in &plans {
         let load = json!({
             "cmd": "load", "name": plan.name, "kind": plan.name,
-            "weights": weights(plan.name), "inputs": inputs,
+            "weights": weights(plan.name), "inputs": inputs(plan.size),
         });
         for w in workers.iter_mut() {
             let reply = w.must(&load)?;
@@ -670,7 +730,7 @@ fn peers(root: &Path, args: &Args, threads: usize, machine: &Value) -> Result<Va
 
     let mut rows = Vec::new();
     let mut case_count = 0usize;
-    for plan in &MODELS {
+    for plan in &plans {
         let f = macs[plan.name]["total"].as_f64().unwrap_or(0.0);
         let tail = |layer: &str| macs[plan.name]["tails"][layer].as_f64().unwrap_or(0.0);
         // A warm-up per model and side: threads, allocator and caches exist before the first timing.
@@ -776,7 +836,12 @@ fn peers(root: &Path, args: &Args, threads: usize, machine: &Value) -> Result<Va
         "versions": versions,
         "command": command_line(args, None),
         "note": args.note,
-        "size": SIZE,
+        "sizes": plans.iter().map(|p| (p.name.to_string(), json!(p.size))).collect::<serde_json::Map<_, _>>(),
+        "skipped": plans
+            .iter()
+            .filter(|p| !p.skip.is_empty())
+            .map(|p| (p.name.to_string(), json!({ "methods": p.skip, "reason": p.skip_reason })))
+            .collect::<serde_json::Map<_, _>>(),
         "target": TARGET,
         "macs": macs.iter().map(|(k, v)| (k.to_string(), v["total"].clone())).collect::<serde_json::Map<_, _>>(),
         "matmul": matmul,
@@ -803,6 +868,9 @@ fn command_line(args: &Args, suite: Option<&str>) -> String {
     }
     if let Some(t) = args.threads {
         s += &format!(" --threads {t}");
+    }
+    if suite.is_none() && !args.models.is_empty() {
+        s += &format!(" --models {}", args.models.join(","));
     }
     s
 }
@@ -882,6 +950,21 @@ fn markdown(report: &Value) -> String {
             let v: Vec<String> = v.iter().map(|(k, v)| format!("{k} {}", v.as_str().unwrap_or("?"))).collect();
             s += &format!("Peers: {}.\n\n", v.join(", "));
         }
+        if let Some(sizes) = report["sizes"].as_object() {
+            let v: Vec<String> =
+                sizes.iter().map(|(k, v)| format!("{k} at {n}×{n}", n = v.as_u64().unwrap_or(0))).collect();
+            s += &format!("Inputs: {}.\n", v.join(", "));
+        }
+        for (model, skipped) in report["skipped"].as_object().into_iter().flatten() {
+            let methods: Vec<&str> =
+                skipped["methods"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+            s += &format!(
+                "Not run on {model}: {} ({}).\n",
+                methods.join(", "),
+                skipped["reason"].as_str().unwrap_or("")
+            );
+        }
+        s += "\n";
         s += "| model | method | gaze s | peer s | peer/gaze | gaze MiB | peer MiB | GMAC | gaze % peak | peer % peak | L1 diff | peer call |\n";
         s += "|---|---|---|---|---|---|---|---|---|---|---|---|\n";
         let rows: Vec<&Value> = report["rows"].as_array().into_iter().flatten().collect();
@@ -1119,6 +1202,34 @@ mod tests {
         assert!(err.contains("`nope`") && err.contains("ops"), "{err}");
         assert_eq!(suites(&root, &["ops".into()]).unwrap(), ["ops"]);
         assert!(suites(&root, &[]).unwrap().contains(&"ops".to_string()));
+    }
+
+    #[test]
+    fn models_are_chosen_by_name_and_unknown_ones_name_the_valid_ones() {
+        let names = |w: &[&str]| -> Vec<&str> {
+            let wanted: Vec<String> = w.iter().map(|s| s.to_string()).collect();
+            chosen_models(&wanted).unwrap().iter().map(|p| p.name).collect()
+        };
+        assert_eq!(names(&[]), ["vgg16", "resnet50", "xception"]);
+        // The order is the table's, whatever the order asked.
+        assert_eq!(names(&["xception", "vgg16"]), ["vgg16", "xception"]);
+        let err = chosen_models(&["alexnet".into()]).unwrap_err().to_string();
+        assert!(err.contains("`alexnet`") && err.contains("vgg16, resnet50, xception"), "{err}");
+    }
+
+    #[test]
+    fn a_models_skipped_methods_have_no_case_and_its_windows_follow_its_size() {
+        let xception = MODELS.iter().find(|p| p.name == "xception").unwrap();
+        let all = cases(xception, false, &[1, 8]);
+        for skipped in xception.skip {
+            assert!(all.iter().all(|c| c.method != *skipped), "{skipped} was kept");
+        }
+        assert!(all.iter().any(|c| c.method == "gradcam" && c.settings["layer"] == "act4"));
+        // A model that skips nothing keeps every method; occlusion counts its windows at 224.
+        let vgg = cases(&MODELS[0], false, &[]);
+        let occlusion = vgg.iter().find(|c| c.method == "occlusion").unwrap();
+        assert!(occlusion.label.contains("(729 windows)"), "{}", occlusion.label);
+        assert_eq!(vgg.len(), 15);
     }
 
     #[test]

@@ -8,7 +8,7 @@ use candle_core::{DType, Device, Tensor};
 use gaze_core::Target;
 use gaze_models::{Classifier, ModelKind};
 
-const MODELS: [ModelKind; 2] = [ModelKind::Vgg16, ModelKind::ResNet50];
+const MODELS: [ModelKind; 3] = [ModelKind::Vgg16, ModelKind::ResNet50, ModelKind::Xception];
 
 fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures")

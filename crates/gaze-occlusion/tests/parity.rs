@@ -1,4 +1,4 @@
-//! Parity with Captum's `Occlusion` on the width-reduced VGG16 and ResNet-50 fixtures written by
+//! Parity with Captum's `Occlusion` on the width-reduced VGG16, ResNet-50 and Xception fixtures written by
 //! `cargo xtask golden` (see `fixtures/README.md`): a 3×8×8 window, stride 3×4×4, baseline 0;
 //! both also through the incremental re-computation, which equals the full one within 1e-5.
 
@@ -85,8 +85,24 @@ fn occlusion_matches_captum_on_resnet50_full_and_incremental() {
     assert!(sum.share > 0.0 && sum.share < 1.0, "{sum:?}");
 }
 
-/// The fixtures hold no Captum occlusion of Xception: there the incremental re-computation is
-/// checked against the full one, which runs the model itself.
+#[test]
+fn occlusion_matches_captum_on_xception_full_and_incremental() {
+    let fx = tensors("peers/grad.xception.safetensors");
+    let model =
+        gaze_models::load(ModelKind::Xception, Some(&fixtures().join("models/xception.safetensors")), &Device::Cpu)
+            .unwrap();
+    let description = model.incremental().expect("Xception describes its stages");
+    let (x, target) = (&fx["input"], targets(&fx));
+    let want = &fx["occlusion.attr"];
+    let occ = Occlusion::new(captum_config());
+    let full = occ.explain(&*model, x, &target).unwrap();
+    assert!(rel(&full.values, want) < 1e-4, "full: {}", rel(&full.values, want));
+    let (inc, _) = occ.explain_incremental(description, x, &target).unwrap();
+    assert!(rel(&inc.values, want) < 1e-4, "incremental: {}", rel(&inc.values, want));
+}
+
+/// Other windows, fills and non-square inputs on Xception: the incremental re-computation against
+/// the full one, which runs the model itself.
 #[test]
 fn occlusion_on_xception_incremental_equals_full() {
     let io = tensors("models/xception.io.safetensors");
