@@ -6,7 +6,7 @@
 //! runs it).
 //!
 //! `cargo run --release -p gaze-engine --example conv_layers`; `MODEL=resnet50` times ResNet-50's
-//! shapes instead of VGG16's; `LAYER=128-128-3-1-112` times one shape (input channels, output
+//! shapes instead of VGG16's, `MODEL=xception` Xception's pointwise ones; `LAYER=128-128-3-1-112` times one shape (input channels, output
 //! channels, kernel side, stride, input side); `BATCH=16` times batches of 16 images; `GAZE_WINOGRAD=0` times im2col and gemm instead of
 //! Winograd's convolutions; `GAZE_NUM_THREADS` sets the threads.
 
@@ -58,6 +58,27 @@ const RESNET50: [Shape; 23] = [
     (1024, 2048, 1, 2, 14, 1),
 ];
 
+/// Xception's dense convolutions at 299 × 299 (timm's `legacy_xception`): the pointwise 1×1
+/// convolutions of its separable ones and the strided 1×1 skip convolutions (the depthwise 3×3
+/// convolutions and the unpadded stem are not timed here).
+const XCEPTION: [Shape; 15] = [
+    (64, 128, 1, 1, 147, 1),
+    (128, 128, 1, 1, 147, 1),
+    (64, 128, 1, 2, 147, 1),
+    (128, 256, 1, 1, 74, 1),
+    (256, 256, 1, 1, 74, 1),
+    (128, 256, 1, 2, 74, 1),
+    (256, 728, 1, 1, 37, 1),
+    (728, 728, 1, 1, 37, 1),
+    (256, 728, 1, 2, 37, 1),
+    (728, 728, 1, 1, 19, 25),
+    (728, 1024, 1, 1, 19, 1),
+    (728, 1024, 1, 2, 19, 1),
+    (1024, 1536, 1, 1, 10, 1),
+    (1536, 2048, 1, 1, 10, 1),
+    (32, 64, 3, 1, 149, 1),
+];
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     gaze_engine::ops::tune_process();
     let dev = Device::Cpu;
@@ -65,7 +86,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let shapes: Vec<Shape> = match model.as_str() {
         "vgg16" => VGG16.to_vec(),
         "resnet50" => RESNET50.to_vec(),
-        other => return Err(format!("MODEL={other}: not one of vgg16, resnet50").into()),
+        "xception" => XCEPTION.to_vec(),
+        other => return Err(format!("MODEL={other}: not one of vgg16, resnet50, xception").into()),
     };
     let name = |&(c, o, k, s, side, _): &Shape| format!("{c}-{o}-{k}-{s}-{side}");
     let batch: usize = match std::env::var("BATCH") {

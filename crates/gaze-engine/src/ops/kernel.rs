@@ -60,10 +60,19 @@ pub trait Float:
         cols: usize,
         out: &mut [Self],
     );
-    /// Max pooling's step for one window element over a row of outputs: for each `k`, where
-    /// `v[k]` is larger than `best[k]` or is a NaN, `best[k] ← v[k]` and `at[k] ← base + k · step`
-    /// (AVX2 for `f32` where the CPU has it).
-    fn take_larger(best: &mut [Self], at: &mut [u32], v: &[Self], base: u32, step: u32);
+    /// Max pooling over a row of outputs, window element after window element: output `k` starts
+    /// at −∞ with the index `elements[0].1 + k · step`, and for each element `(offset, base)` in
+    /// order, where `src[offset + k]` is larger than the output's value or is a NaN, the output
+    /// takes that value and the index `base + k · step`. Every `offset + best.len()` must be at
+    /// most `src.len()`. AVX2 for `f32` where the CPU has it: eight outputs stay in registers
+    /// while the window's elements pass.
+    fn window_max(best: &mut [Self], at: &mut [u32], src: &[Self], elements: &[(usize, u32)], step: u32);
+    /// Splits `row` by the phase of the stride `sw`: `row[c · sw + q]` goes to `out[q · per + c]`
+    /// (`out` holds `sw · per` elements, `per ≥ ⌈row.len() / sw⌉`; the ones no column maps to are
+    /// left as they were). AVX2 for `f32` and a stride of 2 where the CPU has it.
+    fn split_phases(row: &[Self], sw: usize, per: usize, out: &mut [Self]) {
+        split_phases_scalar(row, sw, per, out)
+    }
 }
 
 /// Copies a short slice without a call into the C library: blocks of eight elements, then one at
@@ -198,7 +207,7 @@ thread_local! {
 }
 
 macro_rules! float_impl {
-    ($t:ident, $scratch:ident, $blas:ident, $stencil_fast:ident, $take_larger:ident) => {
+    ($t:ident, $scratch:ident, $blas:ident, $stencil_fast:ident, $window_max:ident, $split_phases:ident) => {
         impl Float for $t {
             const ZERO: Self = 0.0;
             const ONE: Self = 1.0;
@@ -249,65 +258,141 @@ macro_rules! float_impl {
                 $stencil_fast(buf, width, taps, bias, accumulate, cols, out)
             }
 
-            fn take_larger(best: &mut [Self], at: &mut [u32], v: &[Self], base: u32, step: u32) {
-                $take_larger(best, at, v, base, step)
+            fn window_max(best: &mut [Self], at: &mut [u32], src: &[Self], elements: &[(usize, u32)], step: u32) {
+                $window_max(best, at, src, elements, step)
+            }
+
+            fn split_phases(row: &[Self], sw: usize, per: usize, out: &mut [Self]) {
+                $split_phases(row, sw, per, out)
             }
         }
     };
 }
 
-/// The portable [`Float::take_larger`].
-fn take_larger_scalar<T: Float>(best: &mut [T], at: &mut [u32], v: &[T], base: u32, step: u32) {
-    for (k, ((b, a), &v)) in best.iter_mut().zip(at.iter_mut()).zip(v).enumerate() {
-        #[allow(clippy::eq_op)]
-        let take = (v > *b) | (v != v);
-        if take {
-            (*b, *a) = (v, base.wrapping_add((k as u32).wrapping_mul(step)));
+/// The portable [`Float::split_phases`].
+fn split_phases_scalar<T: Copy>(row: &[T], sw: usize, per: usize, out: &mut [T]) {
+    for (q, phase) in out.chunks_exact_mut(per).take(sw).enumerate() {
+        for (d, &v) in phase.iter_mut().zip(row.iter().skip(q).step_by(sw)) {
+            *d = v;
         }
     }
 }
 
-/// The `f32` [`Float::take_larger`]: eight outputs at a time with AVX2 where the CPU has it.
-fn take_larger_f32(best: &mut [f32], at: &mut [u32], v: &[f32], base: u32, step: u32) {
+/// The `f32` [`Float::split_phases`]: a stride of 2 with AVX2, sixteen values at a time.
+fn split_phases_f32(row: &[f32], sw: usize, per: usize, out: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
-    if std::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU has AVX2.
-        return unsafe { take_larger_f32_avx2(best, at, v, base, step) };
+    if sw == 2 && out.len() >= 2 * per && per >= row.len().div_ceil(2) && std::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has AVX2, and the two phases of `row` fit in `out` (checked).
+        return unsafe { split_phases_2_f32_avx2(row, per, out) };
     }
-    take_larger_scalar(best, at, v, base, step)
+    split_phases_scalar(row, sw, per, out)
 }
 
-/// [`take_larger_f32`] with AVX2: a compare, a NaN test and two blends per eight outputs.
+/// [`split_phases_f32`] for a stride of 2: each sixteen values, two permutes and two lane swaps
+/// put the eight even ones in the first phase and the eight odd ones in the second.
 ///
 /// # Safety
-/// The CPU must have AVX2.
+/// The CPU must have AVX2; `out.len() ≥ 2 · per` and `per ≥ ⌈row.len() / 2⌉`.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn take_larger_f32_avx2(best: &mut [f32], at: &mut [u32], v: &[f32], base: u32, step: u32) {
+unsafe fn split_phases_2_f32_avx2(row: &[f32], per: usize, out: &mut [f32]) {
     use std::arch::x86_64::*;
-    let n = best.len().min(at.len()).min(v.len());
-    let full = n / 8 * 8;
-    let mut idx = _mm256_add_epi32(
-        _mm256_set1_epi32(base as i32),
-        _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(step as i32)),
-    );
-    let inc = _mm256_set1_epi32(step.wrapping_mul(8) as i32);
-    let (bp, ap, vp) = (best.as_mut_ptr(), at.as_mut_ptr(), v.as_ptr());
-    for i in (0..full).step_by(8) {
-        // SAFETY: `i + 8 ≤ n`, within all three slices.
+    let blocks = row.len() / 16;
+    let split = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
+    let (rp, op) = (row.as_ptr(), out.as_mut_ptr());
+    for b in 0..blocks {
+        // SAFETY: values `16 · b .. 16 · b + 16` lie in `row`; outputs `8 · b .. 8 · b + 8` of
+        // each phase lie in it, since `8 · b + 8 ≤ row.len() / 2 ≤ per`.
         unsafe {
-            let b = _mm256_loadu_ps(bp.add(i));
-            let x = _mm256_loadu_ps(vp.add(i));
-            let take = _mm256_or_ps(_mm256_cmp_ps::<_CMP_GT_OQ>(x, b), _mm256_cmp_ps::<_CMP_UNORD_Q>(x, x));
-            _mm256_storeu_ps(bp.add(i), _mm256_blendv_ps(b, x, take));
-            let a = _mm256_loadu_si256(ap.add(i) as *const __m256i);
-            let a = _mm256_blendv_epi8(a, idx, _mm256_castps_si256(take));
+            let lo = _mm256_permutevar8x32_ps(_mm256_loadu_ps(rp.add(16 * b)), split);
+            let hi = _mm256_permutevar8x32_ps(_mm256_loadu_ps(rp.add(16 * b + 8)), split);
+            _mm256_storeu_ps(op.add(8 * b), _mm256_permute2f128_ps::<0x20>(lo, hi));
+            _mm256_storeu_ps(op.add(per + 8 * b), _mm256_permute2f128_ps::<0x31>(lo, hi));
+        }
+    }
+    let done = 16 * blocks;
+    for (k, &v) in row[done..].iter().enumerate() {
+        let c = done + k;
+        out[(c % 2) * per + c / 2] = v;
+    }
+}
+
+/// The portable [`Float::window_max`].
+fn window_max_scalar<T: Float>(best: &mut [T], at: &mut [u32], src: &[T], elements: &[(usize, u32)], step: u32) {
+    window_max_from(best, at, src, elements, step, 0)
+}
+
+/// [`window_max_scalar`] for the outputs from `start` on.
+fn window_max_from<T: Float>(
+    best: &mut [T],
+    at: &mut [u32],
+    src: &[T],
+    elements: &[(usize, u32)],
+    step: u32,
+    start: usize,
+) {
+    let Some(&(_, first)) = elements.first() else { return };
+    for (k, (b, a)) in best.iter_mut().zip(at.iter_mut()).enumerate().skip(start) {
+        let (mut v, mut i) = (T::NEG_INFINITY, first.wrapping_add((k as u32).wrapping_mul(step)));
+        for &(offset, base) in elements {
+            let x = src[offset + k];
+            #[allow(clippy::eq_op)]
+            if (x > v) | (x != x) {
+                (v, i) = (x, base.wrapping_add((k as u32).wrapping_mul(step)));
+            }
+        }
+        (*b, *a) = (v, i);
+    }
+}
+
+/// The `f32` [`Float::window_max`]: eight outputs at a time with AVX2 where the CPU has it.
+fn window_max_f32(best: &mut [f32], at: &mut [u32], src: &[f32], elements: &[(usize, u32)], step: u32) {
+    let n = best.len().min(at.len());
+    assert!(
+        elements.iter().all(|&(offset, _)| offset + n <= src.len()),
+        "a window element's values run past the plane"
+    );
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has AVX2, and every element's `n` values lie in `src` (checked above).
+        return unsafe { window_max_f32_avx2(best, at, src, elements, step) };
+    }
+    window_max_scalar(best, at, src, elements, step)
+}
+
+/// [`window_max_f32`] with AVX2: per block of eight outputs, a load, a compare, a NaN test and two
+/// blends per window element, the value and index in registers until the block is stored.
+///
+/// # Safety
+/// The CPU must have AVX2, and `offset + min(best.len(), at.len()) ≤ src.len()` for every element.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn window_max_f32_avx2(best: &mut [f32], at: &mut [u32], src: &[f32], elements: &[(usize, u32)], step: u32) {
+    use std::arch::x86_64::*;
+    let Some(&(_, first)) = elements.first() else { return };
+    let n = best.len().min(at.len());
+    let full = n / 8 * 8;
+    let lanes = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(step as i32));
+    let (bp, ap, sp) = (best.as_mut_ptr(), at.as_mut_ptr(), src.as_ptr());
+    for i in (0..full).step_by(8) {
+        let shift = (i as u32).wrapping_mul(step);
+        let mut v = _mm256_set1_ps(f32::NEG_INFINITY);
+        let mut a = _mm256_add_epi32(_mm256_set1_epi32(first.wrapping_add(shift) as i32), lanes);
+        for &(offset, base) in elements {
+            // SAFETY: `offset + i + 8 ≤ offset + n ≤ src.len()` (the caller's bound).
+            let x = unsafe { _mm256_loadu_ps(sp.add(offset + i)) };
+            let take = _mm256_or_ps(_mm256_cmp_ps::<_CMP_GT_OQ>(x, v), _mm256_cmp_ps::<_CMP_UNORD_Q>(x, x));
+            v = _mm256_blendv_ps(v, x, take);
+            let idx = _mm256_add_epi32(_mm256_set1_epi32(base.wrapping_add(shift) as i32), lanes);
+            a = _mm256_blendv_epi8(a, idx, _mm256_castps_si256(take));
+        }
+        // SAFETY: `i + 8 ≤ n`, within `best` and `at`.
+        unsafe {
+            _mm256_storeu_ps(bp.add(i), v);
             _mm256_storeu_si256(ap.add(i) as *mut __m256i, a);
         }
-        idx = _mm256_add_epi32(idx, inc);
     }
-    let tail = base.wrapping_add((full as u32).wrapping_mul(step));
-    take_larger_scalar(&mut best[full..n], &mut at[full..n], &v[full..n], tail, step)
+    window_max_from(best, at, src, elements, step, full)
 }
 
 /// The `f32` stencil: AVX2 and FMA where the CPU has them and the buffer is long enough for
@@ -337,8 +422,8 @@ fn stencil_f32(
     stencil_scalar(buf, width, taps, bias, accumulate, cols, out)
 }
 
-float_impl!(f32, SCRATCH_F32, sgemm, stencil_f32, take_larger_f32);
-float_impl!(f64, SCRATCH_F64, dgemm, stencil_scalar, take_larger_scalar);
+float_impl!(f32, SCRATCH_F32, sgemm, stencil_f32, window_max_f32, split_phases_f32);
+float_impl!(f64, SCRATCH_F64, dgemm, stencil_scalar, window_max_scalar, split_phases_scalar);
 
 /// The elements of a contiguous host tensor as a slice.
 pub fn slice<'a, T: WithDType>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [T]> {

@@ -41,9 +41,11 @@
 //!   puts its images side by side in one product, so the weights are packed once per block of
 //!   images instead of once per image.
 //! - Max pooling keeps where each window's maximum lies, so its backward pass is a scatter; its
-//!   forward pass runs a row of outputs at a time, eight per vector compare and blend, over the
-//!   stride's phases of each input row. The ReLU's backward pass is one pass over the input and
-//!   the gradient.
+//!   forward pass runs a row of outputs at a time, eight outputs held in vector registers while
+//!   every window element passes (a load, a compare and two blends each), each input row split
+//!   by the stride's phase first (sixteen values per two permutes at stride 2), so that
+//!   neighbouring outputs' elements lie side by side. The ReLU's backward pass is one pass over
+//!   the input and the gradient.
 //! - The fused convolutions apply their ReLU (and residual) to each block of outputs right after
 //!   an im2col job writes it, while it is in cache; outputs that the jobs write in full are not
 //!   zeroed first; and the input gradient of a fused convolution and ReLU on a Winograd shape

@@ -205,18 +205,19 @@ fn argmax<T: Float>(plane: &[T], w: usize, rows: (usize, usize), cols: (usize, u
 
 /// Max pooling of one plane `xp` into `yp`, with where each maximum lies into `ap` (or
 /// [`NO_INPUT`]): [`argmax`]'s rule for every output. The outputs whose window lies wholly inside
-/// the input's columns (`inner`, see [`Geom::inner_cols`]) run a row of outputs at a time, one
-/// window element after another in row-major order (so ties and NaNs resolve as in [`argmax`]),
-/// over the input columns of one phase of the stride, which the compiler turns into vector code;
-/// the others run one window at a time.
+/// the input's columns (`inner`, see [`Geom::inner_cols`]) run a row of outputs at a time through
+/// [`Float::window_max`], the window's elements in row-major order (so ties and NaNs resolve as in
+/// [`argmax`]), each read from its input row split by the phase of the stride, where consecutive
+/// outputs' elements lie side by side (which the kernel keeps in vector registers); the others run
+/// one window at a time.
 fn max_pool_plane<T: Float>(g: &Geom, inner: (usize, usize), xp: &[T], yp: &mut [T], ap: &mut [u32]) {
-    // The input row split by the stride's phase (column `c · sw + q` at `phases[q · per + c]`),
-    // in the thread's scratch buffer.
-    let (sw, per) = (g.cfg.stride.1, g.w.div_ceil(g.cfg.stride.1));
-    T::with_scratch(if sw > 1 { sw * per } else { 0 }, |phases| max_pool_rows(g, inner, xp, yp, ap, phases))
+    // The window's input rows split by the stride's phase (column `c · sw + q` of the row in slot
+    // `s` at `phases[(s · sw + q) · per + c]`), in the thread's scratch buffer.
+    let (kh, sw, per) = (g.cfg.kernel.0, g.cfg.stride.1, g.w.div_ceil(g.cfg.stride.1));
+    T::with_scratch(if sw > 1 { kh * sw * per } else { 0 }, |phases| max_pool_rows(g, inner, xp, yp, ap, phases))
 }
 
-/// [`max_pool_plane`] with `phases` (`sw · ⌈w / sw⌉` elements when the stride `sw` exceeds 1).
+/// [`max_pool_plane`] with `phases` (`kh · sw · ⌈w / sw⌉` elements when the stride `sw` exceeds 1).
 fn max_pool_rows<T: Float>(
     g: &Geom,
     (lo, hi): (usize, usize),
@@ -227,6 +228,9 @@ fn max_pool_rows<T: Float>(
 ) {
     let (kw, sw, pw, w) = (g.cfg.kernel.1, g.cfg.stride.1, g.cfg.padding.1, g.w);
     let per = w.div_ceil(sw);
+    // Each window element of the row of outputs: where output `lo`'s value lies in the source
+    // (the plane, or the phases) and its index in the plane.
+    let mut elements: Vec<(usize, u32)> = Vec::with_capacity(g.cfg.kernel.0 * kw);
     for oy in 0..g.oh {
         let (r0, r1, _) = g.rows(oy);
         let (yr, ar) = (&mut yp[oy * g.ow..(oy + 1) * g.ow], &mut ap[oy * g.ow..(oy + 1) * g.ow]);
@@ -248,28 +252,21 @@ fn max_pool_rows<T: Float>(
             at.fill(NO_INPUT);
             continue;
         }
-        // The first element of each window, taken when nothing beats −∞.
-        let first = r0 * w + lo * sw - pw;
-        for (k, (b, a)) in best.iter_mut().zip(at.iter_mut()).enumerate() {
-            (*b, *a) = (T::NEG_INFINITY, (first + k * sw) as u32);
-        }
-        for iy in r0..r1 {
+        elements.clear();
+        for (slot, iy) in (r0..r1).enumerate() {
             let row = &xp[iy * w..(iy + 1) * w];
             if sw > 1 {
-                for (q, phase) in phases.chunks_exact_mut(per).enumerate() {
-                    for (d, &v) in phase.iter_mut().zip(row[q..].iter().step_by(sw)) {
-                        *d = v;
-                    }
-                }
+                T::split_phases(row, sw, per, &mut phases[slot * sw * per..(slot + 1) * sw * per]);
             }
             for j in 0..kw {
                 // Window column `j` of output `ox` is input column `ox · sw − pw + j`.
                 let c = lo * sw + j - pw;
-                let src = if sw > 1 { &phases[(c % sw) * per + c / sw..] } else { &row[c..] };
-                let base = (iy * w + c) as u32;
-                T::take_larger(best, at, &src[..best.len()], base, sw as u32);
+                let offset = if sw > 1 { (slot * sw + c % sw) * per + c / sw } else { iy * w + c };
+                elements.push((offset, (iy * w + c) as u32));
             }
         }
+        let src = if sw > 1 { &phases[..(r1 - r0) * sw * per] } else { xp };
+        T::window_max(best, at, src, &elements, sw as u32);
     }
 }
 
@@ -780,7 +777,8 @@ mod tests {
     use super::*;
 
     /// Max pooling's row-at-a-time plane routine against [`argmax`] window by window: values and
-    /// indices, on planes with many ties (values from a few levels), NaNs and −∞, for strides,
+    /// indices, on planes with many ties (values from a few levels), NaNs and −∞, for widths from 1
+    /// to 149, for strides,
     /// paddings, ceil mode and rectangular windows, in `f32` and `f64`.
     fn agrees<T: Float>(to: impl Fn(f64) -> T) {
         let configs = [
@@ -801,7 +799,10 @@ mod tests {
         };
         let mut interior = 0;
         for cfg in configs {
-            for (h, w) in [(1, 1), (3, 4), (7, 9), (8, 8), (5, 23), (11, 40)] {
+            // Wide rows too, so that the vector path runs whole blocks and tails.
+            for (h, w) in
+                [(1, 1), (3, 4), (7, 9), (8, 8), (5, 23), (11, 40), (3, 33), (4, 47), (2, 64), (3, 100), (2, 149)]
+            {
                 let Ok(g) = Geom::new("test", &[1, 1, h, w], cfg) else { continue };
                 let x: Vec<T> = (0..h * w)
                     .map(|_| match next() % 23 {
