@@ -647,8 +647,8 @@ fn peers(root: &Path, args: &Args, threads: usize, machine: &Value) -> Result<Va
     sizes.sort_unstable();
     sizes.dedup();
     for size in sizes {
-        let of_size: Vec<&ModelPlan> = plans.iter().copied().filter(|p| p.size == size).collect();
-        let missing: Vec<&str> = of_size.iter().filter(|p| !weights(p.name).exists()).map(|p| p.name).collect();
+        let missing: Vec<&str> =
+            plans.iter().filter(|p| p.size == size && !weights(p.name).exists()).map(|p| p.name).collect();
         if missing.is_empty() && inputs(size).exists() {
             continue;
         }

@@ -5,11 +5,8 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use candle_core::{DType, Device, Tensor};
-use candle_nn::VarBuilder;
 use gaze_core::Target;
-use gaze_models::{
-    Checkpoint, Classifier, ModelKind, ResNet, ResNetConfig, Vgg16, Vgg16Config, Xception, XceptionConfig,
-};
+use gaze_models::{Checkpoint, Classifier, ModelKind};
 
 const MODELS: [ModelKind; 3] = [ModelKind::Vgg16, ModelKind::ResNet50, ModelKind::Xception];
 
@@ -50,19 +47,8 @@ const CONDITIONED: f64 = 1e-5;
 /// A width-reduced model in float64, its weights converted from the fixture's float32.
 fn model_f64(kind: ModelKind) -> Box<dyn Classifier> {
     let path = fixtures().join(format!("models/{}.safetensors", kind.name()));
-    let ckpt = Checkpoint::open(&path, &Device::Cpu).unwrap();
-    let weights: HashMap<String, Tensor> = candle_core::safetensors::load(&path, &Device::Cpu)
-        .unwrap()
-        .into_iter()
-        .map(|(k, t)| (k, t.to_dtype(DType::F64).unwrap()))
-        .collect();
-    let vb = VarBuilder::from_tensors(weights, DType::F64, &Device::Cpu);
-    match kind {
-        ModelKind::Vgg16 => Box::new(Vgg16::new(Vgg16Config::from_checkpoint(&ckpt).unwrap(), vb).unwrap()),
-        ModelKind::ResNet50 => Box::new(ResNet::new(ResNetConfig::from_checkpoint(&ckpt).unwrap(), vb).unwrap()),
-        ModelKind::Xception => Box::new(Xception::new(XceptionConfig::from_checkpoint(&ckpt).unwrap(), vb).unwrap()),
-        other => panic!("no fixture model {other:?}"),
-    }
+    let ckpt = Checkpoint::open(&path, &Device::Cpu).unwrap().to_dtype(DType::F64).unwrap();
+    gaze_models::load_checkpoint(kind, &ckpt, &Device::Cpu).unwrap()
 }
 
 /// Every Captum quadrature at 16 and 50 steps, from the fixture's blurred baseline, on the three

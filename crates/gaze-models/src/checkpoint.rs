@@ -8,12 +8,13 @@ use safetensors::SafeTensors;
 use crate::{Error, Result};
 
 /// A safetensors checkpoint: its tensors' shapes (to read widths and class counts) and a
-/// [`VarBuilder`] over its weights.
+/// [`VarBuilder`] over its weights, in f32 (or f64 after [`Checkpoint::to_dtype`]).
 pub struct Checkpoint {
     path: PathBuf,
     shapes: HashMap<String, Vec<usize>>,
     metadata: HashMap<String, String>,
     tensors: HashMap<String, Tensor>,
+    dtype: DType,
 }
 
 impl Checkpoint {
@@ -53,7 +54,7 @@ impl Checkpoint {
             shapes.insert(name.clone(), view.shape().to_vec());
             tensors.insert(name, t);
         }
-        Ok(Checkpoint { path: path.to_path_buf(), shapes, metadata, tensors })
+        Ok(Checkpoint { path: path.to_path_buf(), shapes, metadata, tensors, dtype: DType::F32 })
     }
 
     pub fn path(&self) -> &Path {
@@ -90,9 +91,26 @@ impl Checkpoint {
         Ok(s)
     }
 
-    /// A [`VarBuilder`] over the weights, in f32.
+    /// The checkpoint with its weights in `dtype` (f32 or f64), so that the models built from it
+    /// compute in that type: f64 shows how much of a result float32 rounding decides.
+    pub fn to_dtype(mut self, dtype: DType) -> Result<Self> {
+        if !matches!(dtype, DType::F32 | DType::F64) {
+            return Err(Error::InvalidOption {
+                option: "dtype".into(),
+                value: format!("{dtype:?}"),
+                expected: "F32 or F64 (the types gaze's ops compute in)".into(),
+            });
+        }
+        for t in self.tensors.values_mut() {
+            *t = t.to_dtype(dtype)?;
+        }
+        self.dtype = dtype;
+        Ok(self)
+    }
+
+    /// A [`VarBuilder`] over the weights, in f32 (or the type [`Checkpoint::to_dtype`] chose).
     pub fn var_builder(&self, device: &Device) -> VarBuilder<'static> {
-        VarBuilder::from_tensors(self.tensors.clone(), DType::F32, device)
+        VarBuilder::from_tensors(self.tensors.clone(), self.dtype, device)
     }
 
     /// Maps a candle error from loading into an error that names this checkpoint.

@@ -28,7 +28,7 @@ pub use imagenet::{imagenet_class, imagenet_classes, ClassNames, ImagenetClass};
 pub use preprocess::{
     input_tensor_from_bytes, load_image, load_image_bytes, load_input_tensor, resize_pil, Filter, Preprocess,
 };
-pub use registry::{load, Classifier, HubWeights, ModelKind};
+pub use registry::{load, load_checkpoint, Classifier, HubWeights, ModelKind};
 pub use resnet::{ResNet, ResNetConfig};
 pub use vgg::{Vgg16, Vgg16Config, VggLayout};
 pub use xception::{Xception, XceptionConfig};

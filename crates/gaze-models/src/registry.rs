@@ -110,24 +110,24 @@ impl FromStr for ModelKind {
 /// VGG16, ResNet-50 and Xception have no embedded weights: without `weights` they are an error
 /// (callers such as the command line find a checkpoint first).
 pub fn load(kind: ModelKind, weights: Option<&Path>, device: &Device) -> Result<Box<dyn Classifier>> {
-    let checkpoint = |path: Option<&Path>| -> Result<Checkpoint> {
-        match path {
-            Some(path) => Checkpoint::open(path, device),
-            None => Err(Error::InvalidOption {
-                option: "--weights".into(),
-                value: "(none)".into(),
-                expected: format!("a safetensors checkpoint of {}, which has no embedded weights", kind.name()),
-            }),
-        }
-    };
+    match (kind, weights) {
+        (_, Some(path)) => load_checkpoint(kind, &Checkpoint::open(path, device)?, device),
+        (ModelKind::Demo, None) => Ok(Box::new(DemoCnn::embedded(device)?)),
+        (_, None) => Err(Error::InvalidOption {
+            option: "--weights".into(),
+            value: "(none)".into(),
+            expected: format!("a safetensors checkpoint of {}, which has no embedded weights", kind.name()),
+        }),
+    }
+}
+
+/// Builds a model of `kind` from an opened checkpoint (in f64 after [`Checkpoint::to_dtype`]).
+pub fn load_checkpoint(kind: ModelKind, ckpt: &Checkpoint, device: &Device) -> Result<Box<dyn Classifier>> {
     Ok(match kind {
-        ModelKind::Demo => match weights {
-            Some(path) => Box::new(DemoCnn::from_checkpoint(&Checkpoint::open(path, device)?, device)?),
-            None => Box::new(DemoCnn::embedded(device)?),
-        },
-        ModelKind::Vgg16 => Box::new(Vgg16::from_checkpoint(&checkpoint(weights)?, device)?),
-        ModelKind::ResNet50 => Box::new(ResNet::from_checkpoint(&checkpoint(weights)?, device)?),
-        ModelKind::Xception => Box::new(Xception::from_checkpoint(&checkpoint(weights)?, device)?),
+        ModelKind::Demo => Box::new(DemoCnn::from_checkpoint(ckpt, device)?),
+        ModelKind::Vgg16 => Box::new(Vgg16::from_checkpoint(ckpt, device)?),
+        ModelKind::ResNet50 => Box::new(ResNet::from_checkpoint(ckpt, device)?),
+        ModelKind::Xception => Box::new(Xception::from_checkpoint(ckpt, device)?),
     })
 }
 

@@ -191,3 +191,20 @@ fn models_without_weights_say_so() {
         assert!(err.contains("--weights") && err.contains(kind.name()), "{err}");
     }
 }
+
+/// A checkpoint converted to f64 builds a model that computes in f64 and agrees with the f32 one;
+/// a type the ops do not compute in is refused by name.
+#[test]
+fn a_checkpoint_in_f64_builds_an_f64_model_and_other_types_are_refused() {
+    let ckpt = gaze_models::Checkpoint::open(&weights("vgg16"), &Device::Cpu).unwrap();
+    let x = common::io("vgg16")["input"].clone();
+    let want = model(ModelKind::Vgg16).forward(&x).unwrap();
+    let ckpt = ckpt.to_dtype(DType::F64).unwrap();
+    let net = gaze_models::load_checkpoint(ModelKind::Vgg16, &ckpt, &Device::Cpu).unwrap();
+    let got = net.forward(&x.to_dtype(DType::F64).unwrap()).unwrap();
+    assert_eq!(got.dtype(), DType::F64);
+    let err = gaze_core::numeric::rel_max_abs_err(&got.to_dtype(DType::F32).unwrap(), &want).unwrap();
+    assert!(err < 1e-4, "{err}");
+    let err = ckpt.to_dtype(DType::F16).err().expect("f16 is refused").to_string();
+    assert!(err.contains("F16") && err.contains("F32 or F64"), "{err}");
+}

@@ -4,26 +4,18 @@
 mod common;
 
 use candle_core::{DType, Device, IndexOp, Tensor, Var};
-use candle_nn::VarBuilder;
-use common::{io, tensors, weights};
-use gaze_engine::TapModel;
-use gaze_models::{Checkpoint, ResNet, ResNetConfig, Vgg16, Vgg16Config, Xception, XceptionConfig};
+use common::{io, weights};
+use gaze_models::{Checkpoint, Classifier, ModelKind};
 
 /// A width-reduced model in f64.
-fn model_f64(name: &str) -> Box<dyn TapModel> {
-    let path = weights(name);
-    let ckpt = Checkpoint::open(&path, &Device::Cpu).unwrap();
-    let vb = VarBuilder::from_tensors(tensors(&path, DType::F64), DType::F64, &Device::Cpu);
-    match name {
-        "vgg16" => Box::new(Vgg16::new(Vgg16Config::from_checkpoint(&ckpt).unwrap(), vb).unwrap()),
-        "resnet50" => Box::new(ResNet::new(ResNetConfig::from_checkpoint(&ckpt).unwrap(), vb).unwrap()),
-        "xception" => Box::new(Xception::new(XceptionConfig::from_checkpoint(&ckpt).unwrap(), vb).unwrap()),
-        other => panic!("no model {other}"),
-    }
+fn model_f64(name: &str) -> Box<dyn Classifier> {
+    let kind: ModelKind = name.parse().unwrap();
+    let ckpt = Checkpoint::open(&weights(name), &Device::Cpu).unwrap().to_dtype(DType::F64).unwrap();
+    gaze_models::load_checkpoint(kind, &ckpt, &Device::Cpu).unwrap()
 }
 
 /// Logit `class` of the only image of `x`.
-fn logit(model: &dyn TapModel, x: &Tensor, class: usize) -> f64 {
+fn logit(model: &dyn Classifier, x: &Tensor, class: usize) -> f64 {
     model.forward(x).unwrap().i((0, class)).unwrap().to_scalar::<f64>().unwrap()
 }
 

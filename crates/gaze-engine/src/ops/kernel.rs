@@ -70,9 +70,7 @@ pub trait Float:
     /// Splits `row` by the phase of the stride `sw`: `row[c · sw + q]` goes to `out[q · per + c]`
     /// (`out` holds `sw · per` elements, `per ≥ ⌈row.len() / sw⌉`; the ones no column maps to are
     /// left as they were). AVX2 for `f32` and a stride of 2 where the CPU has it.
-    fn split_phases(row: &[Self], sw: usize, per: usize, out: &mut [Self]) {
-        split_phases_scalar(row, sw, per, out)
-    }
+    fn split_phases(row: &[Self], sw: usize, per: usize, out: &mut [Self]);
 }
 
 /// Copies a short slice without a call into the C library: blocks of eight elements, then one at
