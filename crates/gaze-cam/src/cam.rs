@@ -256,8 +256,9 @@ impl Cam {
         Ok(LayerMaps { layers, targets: probed.targets, scores: probed.scores })
     }
 
-    /// The metadata of this configuration's attributions.
-    fn meta(&self, score: &gaze_core::Score) -> AttributionMeta {
+    /// The metadata of this configuration's attributions for targets on `score` (every layer of
+    /// the configuration; set [`AttributionMeta::layers`] to one for a single layer's maps).
+    pub fn meta(&self, score: &gaze_core::Score) -> AttributionMeta {
         let cfg = &self.config;
         let mut meta = AttributionMeta::new(cfg.method.name(), Resolution::Layer)
             .with_layers(cfg.layers.iter().cloned())

@@ -190,6 +190,17 @@ impl CamConfig {
                 expected: "at least one layer name".into(),
             });
         }
+        if let Some((i, name)) = self.layers.iter().enumerate().find(|(i, l)| self.layers[..*i].contains(l)) {
+            return Err(Error::InvalidOption {
+                option: "--layer".into(),
+                value: name.clone(),
+                expected: format!(
+                    "each layer once (it is given at positions {} and {})",
+                    self.layers.iter().position(|l| l == name).unwrap_or(0) + 1,
+                    i + 1
+                ),
+            });
+        }
         if self.batch == Some(0) {
             return Err(Error::InvalidOption {
                 option: "--batch".into(),
@@ -239,6 +250,13 @@ mod tests {
         let c = CamConfig::new(CamMethod::AblationCam, ["x"]).with_ratio_channels_to_ablate(1.5);
         let e = c.validate().unwrap_err().to_string();
         assert!(e.contains("1.5") && e.contains("(0, 1]"), "{e}");
+    }
+
+    #[test]
+    fn a_layer_given_twice_is_refused() {
+        let e = CamConfig::new(CamMethod::GradCam, ["a", "b", "a"]).validate().unwrap_err().to_string();
+        assert!(e.contains("`a`") && e.contains("positions 1 and 3"), "{e}");
+        assert!(CamConfig::new(CamMethod::GradCam, ["a", "b"]).validate().is_ok());
     }
 
     #[test]

@@ -65,10 +65,33 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", message(&e));
             ExitCode::from(exit_code(&e))
         }
     }
+}
+
+/// The error and its causes, outermost first, joined by `: `: a cause whose text the message
+/// already holds (a library error that names its source in its own text) is not repeated, and
+/// a backtrace that candle captured (with `RUST_BACKTRACE` set) is left out.
+fn message(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        // candle appends a captured backtrace after the message, on the lines that follow.
+        let text = match text.find("\nstack backtrace:").or_else(|| text.find("\n   0: ")) {
+            Some(at) => text[..at].trim_end().to_string(),
+            None => text,
+        };
+        if text.is_empty() || out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
 }
 
 /// 2 for the user's input or usage, 1 for anything else.

@@ -37,7 +37,9 @@ use gaze_engine::scored_outputs;
 use gaze_models::{load_image, resize_pil, Classifier, Filter, Preprocess};
 use gaze_render::{colorbar, save_png, write_atomic, Colorbar, FigureStyle, RgbImage, RgbaImage, WriteOptions};
 
-use crate::explain::{display_size, explain_with, Context, Explanation, Method, MethodOptions};
+use crate::explain::{
+    check_distinct_classes, display_size, explain_with, unique_stems, Context, Explanation, Method, MethodOptions,
+};
 use crate::input::{read_batch, Batch};
 use crate::model::ModelArgs;
 use crate::UsageError;
@@ -50,7 +52,7 @@ pub struct Args {
     #[arg(long, value_delimiter = ',', required = true, value_name = "A,B,...")]
     pub methods: Vec<String>,
     /// Explain these classes for every image (comma-separated indices).
-    #[arg(long, value_delimiter = ',', conflicts_with = "top")]
+    #[arg(long, value_delimiter = ',', conflicts_with = "top", value_parser = crate::explain::parse_class, allow_negative_numbers = true)]
     pub target: Vec<usize>,
     /// Explain the K highest outputs of each image.
     #[arg(long, value_name = "K")]
@@ -120,6 +122,7 @@ pub fn run(args: Args) -> Result<()> {
     if args.predictions == 0 {
         return Err(UsageError("--predictions must be at least 1".into()).into());
     }
+    check_distinct_classes(&args.target)?;
     let score = Score::parse(&args.score)?;
     let model = args.model.load()?;
     let model = model.as_ref();
@@ -405,21 +408,6 @@ fn target_of(args: &Args, score: Score) -> Target {
         (None, true) => Target::top_class(),
     };
     target.with_score(score)
-}
-
-/// The file stems, made unique by a suffix `-2`, `-3`, ... where two images share one.
-fn unique_stems(stems: &[String]) -> Vec<String> {
-    let mut out: Vec<String> = Vec::with_capacity(stems.len());
-    for stem in stems {
-        let mut name = stem.clone();
-        let mut k = 2;
-        while out.contains(&name) {
-            name = format!("{stem}-{k}");
-            k += 1;
-        }
-        out.push(name);
-    }
-    out
 }
 
 /// The image at the display size of the model's input, resized from the original file through the

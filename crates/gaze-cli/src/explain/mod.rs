@@ -45,7 +45,7 @@ pub struct Args {
     #[arg(long = "layer", value_name = "NAME")]
     pub layers: Vec<String>,
     /// Explain these classes for every image (comma-separated indices).
-    #[arg(long, value_delimiter = ',', conflicts_with = "top")]
+    #[arg(long, value_delimiter = ',', conflicts_with = "top", value_parser = parse_class, allow_negative_numbers = true)]
     pub target: Vec<usize>,
     /// Explain the K highest outputs of each image.
     #[arg(long, value_name = "K")]
@@ -139,6 +139,12 @@ impl Method {
         matches!(self, Method::Cam(_) | Method::GuidedGradCam | Method::Activations)
     }
 
+    /// Whether `--layer` means something to the method: the layer methods, and expected
+    /// gradients (explained at a layer's input when one is named).
+    pub fn takes_layer(self) -> bool {
+        self.takes_default_layer() || self == Method::ExpectedGradients
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Method::Cam(m) => m.name(),
@@ -202,6 +208,23 @@ pub fn run(args: Args) -> Result<()> {
     let started = Instant::now();
     let method = Method::parse(&args.method)?;
     args.options.check_applies_to(method)?;
+    if !args.layers.is_empty() && !method.takes_layer() {
+        return Err(UsageError(format!(
+            "--layer does not apply to {}; the methods that take a layer: the CAMs, guided-gradcam, activations and expected-gradients",
+            method.name()
+        ))
+        .into());
+    }
+    check_distinct_classes(&args.target)?;
+    if method == Method::Activations {
+        let asked = args.top.unwrap_or(args.target.len().max(1));
+        if asked > 1 {
+            return Err(UsageError(format!(
+                "activations draws one picture per image (a layer's maps do not depend on the class), but {asked} targets were asked for; give at most one --target or --top 1"
+            ))
+            .into());
+        }
+    }
     let model = args.model.load()?;
     let target = target_of(&args)?;
     let layers = if args.layers.is_empty() && method.takes_default_layer() {
@@ -209,22 +232,29 @@ pub fn run(args: Args) -> Result<()> {
     } else {
         args.layers.iter().map(|l| model.resolve_layer(l)).collect::<gaze_core::Result<Vec<_>>>()?
     };
+    check_distinct_layers(&args.layers, &layers)?;
     // A tensor file is one chunk (it is already one tensor); image files are read chunk by chunk.
     let images = image_files(&args.images)?;
+    let stems = unique_stems(&images.iter().map(|p| file_stem(p)).collect::<Vec<_>>());
     let chunks: Vec<&[PathBuf]> = if images.is_empty() { vec![&[]] } else { images.chunks(IMAGES_PER_CHUNK).collect() };
     let first = read_batch(model.as_ref(), chunks[0], args.input.as_deref())?;
-    let out = OutputDir::create(&args.out, args.overwrite)?;
+    // Nothing appears under the output folder's names before every map is computed and drawn.
+    let mut out = OutputDir::create(&args.out, args.overwrite)?;
 
-    let mut files = Vec::new();
     let mut maps = Vec::new();
     let mut raw: Vec<Attribution> = Vec::new();
+    let mut raw_layers: Vec<Vec<(String, Attribution)>> = Vec::new();
     let mut meta = None;
     let mut next = Some(first);
     for (index, images) in chunks.iter().enumerate() {
-        let batch = match next.take() {
+        let mut batch = match next.take() {
             Some(batch) => batch,
             None => read_batch(model.as_ref(), images, None)?,
         };
+        if !images.is_empty() {
+            let done = index * IMAGES_PER_CHUNK;
+            batch.stems = stems[done..done + images.len()].to_vec();
+        }
         let ctx = Context {
             model: model.as_ref(),
             batch: &batch,
@@ -241,7 +271,10 @@ pub fn run(args: Args) -> Result<()> {
             done + 1,
             done + batch.stems.len()
         ));
-        let explanation = explain_with(&ctx, method)?;
+        let (explanation, per_layer) = match method {
+            Method::Cam(m) => cam::explain_layers(&ctx, m)?,
+            _ => (explain_with(&ctx, method)?, None),
+        };
         running.finish_and_clear();
         let mut attribution = explanation.attribution;
         attribution.meta = attribution.meta.clone().with_option("model", model.kind().name());
@@ -262,20 +295,36 @@ pub fn run(args: Args) -> Result<()> {
                     score: scores.as_ref().map(|s| s[n][t]),
                     file: path.display().to_string(),
                 });
-                files.push(path.display().to_string());
             }
         }
         meta = Some(attribution.meta.clone());
         if args.raw {
-            raw.push(attribution);
+            match per_layer {
+                Some(layers) => raw_layers.push(layers),
+                None => raw.push(attribution),
+            }
         }
     }
     let meta = meta.context("no images were explained")?;
     if args.raw {
-        let attribution = concat(raw)?;
-        let path = out.write_raw(&attribution, method.name()).context("writing the raw attributions")?;
-        files.push(path.display().to_string());
+        if raw_layers.is_empty() {
+            out.write_raw("attributions.safetensors", &concat(raw)?, method.name())
+                .context("writing the raw attributions")?;
+        } else {
+            // Layers whose maps differ in size: one file per layer (docs/cli.md).
+            for (l, layer) in layers.iter().enumerate() {
+                let parts = raw_layers
+                    .iter()
+                    .map(|chunk| chunk.get(l).map(|(_, a)| a.clone()).context("a layer's maps are missing"))
+                    .collect::<Result<Vec<_>>>()?;
+                let mut attribution = concat(parts)?;
+                attribution.meta = attribution.meta.clone().with_option("model", model.kind().name());
+                out.write_raw(&format!("attributions.{layer}.safetensors"), &attribution, method.name())
+                    .with_context(|| format!("writing the raw attributions of layer {layer}"))?;
+            }
+        }
     }
+    let files = out.commit()?.iter().map(|p| p.display().to_string()).collect();
     let summary = Summary {
         method: method.name().into(),
         model: model.kind().name().into(),
@@ -293,6 +342,58 @@ pub fn run(args: Args) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// A `--target` value: a class index.
+pub(crate) fn parse_class(text: &str) -> std::result::Result<usize, String> {
+    text.trim().parse::<usize>().map_err(|_| {
+        format!("`{text}` is not a class index; expected whole numbers from 0, comma-separated (e.g. 281 or 281,285)")
+    })
+}
+
+/// An error naming a class that `--target` lists twice (its maps would share one file name).
+pub(crate) fn check_distinct_classes(classes: &[usize]) -> Result<()> {
+    let mut seen = std::collections::HashSet::new();
+    match classes.iter().find(|c| !seen.insert(**c)) {
+        Some(c) => Err(UsageError(format!("--target lists class {c} twice; list each class once")).into()),
+        None => Ok(()),
+    }
+}
+
+/// An error naming a layer that `--layer` gives twice, directly or through an alias.
+fn check_distinct_layers(asked: &[String], resolved: &[String]) -> Result<()> {
+    let mut seen = std::collections::HashMap::new();
+    for (name, layer) in asked.iter().zip(resolved) {
+        if let Some(first) = seen.insert(layer.as_str(), name.as_str()) {
+            let same =
+                if first == name { String::new() } else { format!(" (`{first}` and `{name}` name the same layer)") };
+            return Err(UsageError(format!("--layer names `{layer}` twice{same}; name each layer once")).into());
+        }
+    }
+    Ok(())
+}
+
+/// An image file's stem, as its pictures are named.
+fn file_stem(path: &std::path::Path) -> String {
+    path.file_stem().and_then(|s| s.to_str()).unwrap_or("image").to_string()
+}
+
+/// The file stems, made unique by a suffix `-2`, `-3`, ... where two images share one (the same
+/// file name in two folders), so that no picture replaces another.
+pub(crate) fn unique_stems(stems: &[String]) -> Vec<String> {
+    let mut taken: std::collections::HashSet<String> = std::collections::HashSet::with_capacity(stems.len());
+    let mut out = Vec::with_capacity(stems.len());
+    for stem in stems {
+        let mut name = stem.clone();
+        let mut k = 2;
+        while taken.contains(&name) {
+            name = format!("{stem}-{k}");
+            k += 1;
+        }
+        taken.insert(name.clone());
+        out.push(name);
+    }
+    out
 }
 
 /// The maps of consecutive chunks as one attribution `[N, T, ...]`, with the first chunk's metadata.

@@ -15,7 +15,7 @@ pub struct MethodOptions {
     #[arg(long, overrides_with = "no_relu")]
     pub relu: bool,
     /// CAMs: keep negative values (Captum's and tf-explain's Grad-CAM).
-    #[arg(long)]
+    #[arg(long, overrides_with = "relu")]
     pub no_relu: bool,
     /// CAMs: test-time augmentation (flips and brightness), as pytorch-grad-cam's aug_smooth.
     #[arg(long)]

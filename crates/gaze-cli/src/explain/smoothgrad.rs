@@ -10,7 +10,12 @@ use super::{Context, Explanation, Picture};
 pub fn explain(ctx: &Context) -> Result<Explanation> {
     let o = ctx.options;
     let inner_kind = match &o.smooth_of {
-        Some(name) => GradientKind::parse(name)?,
+        Some(name) => GradientKind::parse(name).map_err(|_| {
+            crate::UsageError(format!(
+                "invalid value `{name}` for --smooth-of; expected one of the gradient methods: {}",
+                GradientKind::ALL.iter().map(|k| k.name()).collect::<Vec<_>>().join(", ")
+            ))
+        })?,
         None => GradientKind::Saliency,
     };
     let mut inner = Gradient::new(inner_kind);
