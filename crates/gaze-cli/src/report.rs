@@ -319,7 +319,7 @@ pub fn write_report(spec: &ReportSpec) -> Result<PathBuf> {
             let _ = std::fs::remove_file(path);
         }
     }
-    outcome?;
+    outcome.map_err(crate::explain::output_error)?;
     Ok(dir.join("index.html"))
 }
 

@@ -29,6 +29,7 @@ use crate::input::{image_files, read_batch, Batch};
 use crate::model::ModelArgs;
 use crate::UsageError;
 pub use options::MethodOptions;
+pub use output::output_error;
 use output::OutputDir;
 pub use picture::{display_size, Picture};
 

@@ -212,6 +212,18 @@ fn library_write_error(e: gaze_core::Error, path: &Path) -> anyhow::Error {
     }
 }
 
+/// A writer's error as the command line reports it: an existing file is the user's (exit 2, naming
+/// `--overwrite`), any other failure to write (a full disk, a read-only folder) is not (exit 1).
+pub fn output_error(e: anyhow::Error) -> anyhow::Error {
+    match e.downcast::<gaze_core::Error>() {
+        Ok(gaze_core::Error::Io { path, source }) => {
+            library_write_error(gaze_core::Error::Io { path: path.clone(), source }, &path)
+        }
+        Ok(other) => other.into(),
+        Err(e) => e,
+    }
+}
+
 /// The safetensors file `bytes` with its header's keys (tensors and metadata) in sorted order.
 ///
 /// `safetensors::serialize` writes the metadata map in its hash order, which changes from run to
