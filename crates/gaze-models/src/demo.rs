@@ -102,7 +102,11 @@ impl DemoCnn {
             *w = s[0];
             cin = s[0];
         }
-        let num_classes = ckpt.shape_n("fc.weight", 2)?[0];
+        let fc = ckpt.shape_n("fc.weight", 2)?;
+        let num_classes = fc[0];
+        if num_classes == 0 {
+            return Err(crate::layers::no_classes(ckpt, "fc.weight", fc));
+        }
         let input_size = match ckpt.metadata().get("input_size") {
             None => 64,
             Some(text) => {

@@ -210,6 +210,17 @@ impl<'a> ShapeReader<'a> {
         }
     }
 
+    /// The `[classes, in]` shape of the classifier `prefix.weight` as [`linear`](Self::linear)
+    /// reads it, checked to have at least one class: a head without outputs would load and then
+    /// fail every prediction.
+    pub fn classifier(&self, prefix: &str, cin: Option<usize>) -> Result<(usize, usize)> {
+        let (inp, classes) = self.linear(prefix, cin)?;
+        if classes == 0 {
+            return Err(no_classes(self.ckpt, &join(prefix, "weight"), &[0, inp]));
+        }
+        Ok((inp, classes))
+    }
+
     /// Checks that the batch norm `prefix` has `channels` channels.
     pub fn batch_norm(&self, prefix: &str, channels: usize) -> Result<()> {
         for name in ["weight", "bias", "running_mean", "running_var"] {
@@ -230,6 +241,19 @@ impl<'a> ShapeReader<'a> {
     /// An error about the checkpoint as a whole.
     pub fn error(&self, reason: String) -> Error {
         Error::Checkpoint { path: self.ckpt.path().to_path_buf(), reason }
+    }
+}
+
+/// The error for a classifier weight `key` of shape `got` with no rows: a model needs at least one
+/// class.
+pub(crate) fn no_classes(ckpt: &Checkpoint, key: &str, got: &[usize]) -> Error {
+    Error::Checkpoint {
+        path: ckpt.path().to_path_buf(),
+        reason: format!(
+            "tensor `{key}` has shape {got:?}, a classifier with 0 classes; expected [classes, {}] \
+             with at least one class",
+            got.get(1).map(ToString::to_string).unwrap_or_else(|| "in".into())
+        ),
     }
 }
 

@@ -121,7 +121,7 @@ impl ResNetConfig {
             }
             stages.push(blocks);
         }
-        let (_, num_classes) = r.linear("fc", Some(cin))?;
+        let (_, num_classes) = r.classifier("fc", Some(cin))?;
         let input_size = ckpt.metadata().get("input_size").and_then(|s| s.parse().ok()).unwrap_or(224);
         Ok(ResNetConfig { stem, stages, num_classes, input_size })
     }

@@ -123,7 +123,7 @@ impl Vgg16Config {
                     )));
                 }
                 let (_, h2) = r.linear("classifier.3", Some(h1))?;
-                let (_, k) = r.linear("classifier.6", Some(h2))?;
+                let (_, k) = r.classifier("classifier.6", Some(h2))?;
                 ([h1, h2], side, k)
             }
             VggLayout::Timm => {
@@ -135,7 +135,7 @@ impl Vgg16Config {
                 }
                 let h1 = s[0];
                 let h2 = r.conv("pre_logits.fc2", h1, 1, 1)?;
-                let (_, k) = r.linear("head.fc", Some(h2))?;
+                let (_, k) = r.classifier("head.fc", Some(h2))?;
                 ([h1, h2], s[2], k)
             }
         };

@@ -155,7 +155,7 @@ impl XceptionConfig {
         r.conv("conv4.conv1", c3, 3, 0)?;
         let c4 = r.conv("conv4.pointwise", c3, 1, 1)?;
         r.batch_norm("bn4", c4)?;
-        let (_, num_classes) = r.linear("fc", Some(c4))?;
+        let (_, num_classes) = r.classifier("fc", Some(c4))?;
         let input_size = ckpt.metadata().get("input_size").and_then(|s| s.parse().ok()).unwrap_or(299);
         Ok(XceptionConfig { stem: [c1, c2], blocks, exit: [c3, c4], num_classes, input_size })
     }

@@ -208,3 +208,61 @@ fn a_checkpoint_in_f64_builds_an_f64_model_and_other_types_are_refused() {
     let err = ckpt.to_dtype(DType::F16).err().expect("f16 is refused").to_string();
     assert!(err.contains("F16") && err.contains("F32 or F64"), "{err}");
 }
+
+/// The fixture of `model` with the classifier `prefix` cut to no rows: weight `[0, in]`, bias
+/// `[0]`.
+fn without_classes(t: &mut HashMap<String, Tensor>, prefix: &str) {
+    let cpu = &Device::Cpu;
+    let inputs = t[&format!("{prefix}.weight")].dim(1).unwrap();
+    t.insert(format!("{prefix}.weight"), Tensor::zeros((0, inputs), DType::F32, cpu).unwrap());
+    t.insert(format!("{prefix}.bias"), Tensor::zeros(0, DType::F32, cpu).unwrap());
+}
+
+/// A head without classes used to load, and then every prediction and explanation failed with
+/// a message about something else; each architecture refuses it at load, naming the key.
+#[test]
+fn a_classifier_with_no_classes_is_rejected_at_load_for_every_architecture() {
+    let vgg_timm = |t: &mut HashMap<String, Tensor>| {
+        let (h1, c49) = t["classifier.0.weight"].dims2().unwrap();
+        let (h2, _) = t["classifier.3.weight"].dims2().unwrap();
+        let fc1 = t["classifier.0.weight"].reshape((h1, c49 / 49, 7, 7)).unwrap();
+        let fc2 = t["classifier.3.weight"].reshape((h2, h1, 1, 1)).unwrap();
+        for (from, to) in
+            [("classifier.0", "pre_logits.fc1"), ("classifier.3", "pre_logits.fc2"), ("classifier.6", "head.fc")]
+        {
+            let w = t.remove(&format!("{from}.weight")).unwrap();
+            let b = t.remove(&format!("{from}.bias")).unwrap();
+            t.insert(format!("{to}.weight"), w);
+            t.insert(format!("{to}.bias"), b);
+        }
+        t.insert("pre_logits.fc1.weight".into(), fc1);
+        t.insert("pre_logits.fc2.weight".into(), fc2);
+        without_classes(t, "head.fc");
+    };
+    type Edit = Box<dyn Fn(&mut HashMap<String, Tensor>)>;
+    let cases: Vec<(ModelKind, &str, Edit)> = vec![
+        (ModelKind::Vgg16, "classifier.6.weight", Box::new(|t| without_classes(t, "classifier.6"))),
+        (ModelKind::Vgg16, "head.fc.weight", Box::new(vgg_timm)),
+        (ModelKind::ResNet50, "fc.weight", Box::new(|t| without_classes(t, "fc"))),
+        (ModelKind::Xception, "fc.weight", Box::new(|t| without_classes(t, "fc"))),
+    ];
+    for (kind, key, edit) in cases {
+        let path = edited(kind.name(), &format!("{}-{key}-no-classes.safetensors", kind.name()), |t| edit(t));
+        let err = load_error(kind, &path);
+        assert!(
+            err.contains(&format!("tensor `{key}` has shape [0, "))
+                && err.contains("0 classes")
+                && err.contains("at least one class"),
+            "{} ({key}): {err}",
+            kind.name()
+        );
+        assert!(err.contains(&path.display().to_string()), "{err}");
+    }
+
+    let mut demo = candle_core::safetensors::load_buffer(gaze_models::DEMO_WEIGHTS, &Device::Cpu).unwrap();
+    without_classes(&mut demo, "fc");
+    let path = scratch("checkpoints").join("demo-no-classes.safetensors");
+    candle_core::safetensors::save(&demo, &path).unwrap();
+    let err = load_error(ModelKind::Demo, &path);
+    assert!(err.contains("tensor `fc.weight` has shape [0, ") && err.contains("at least one class"), "{err}");
+}
