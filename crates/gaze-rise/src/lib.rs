@@ -12,6 +12,8 @@
 //!
 //! The masks come from a seed (or an explicit plan) and do not depend on the images, so a batch
 //! gives the same maps as its images one by one; copies run `batch` at a time.
+//! Seeded masks are drawn a batch at a time ([`MaskDraws`]), so memory does not grow with the
+//! number of masks, only the time.
 //!
 //! This crate owns RISE only: it runs any [`TapModel`] forward and never looks inside it, and it
 //! draws nothing.
@@ -22,7 +24,7 @@ use candle_core::{DType, Tensor};
 use gaze_core::{select, Attribution, AttributionMeta, Error, Explainer, Resolution, Result, Target};
 use gaze_engine::{chunks, scored_outputs, TapModel};
 
-pub use masks::{cell_size, MaskPlan};
+pub use masks::{cell_size, MaskDraws, MaskPlan};
 
 /// The options of [`Rise`], by their command-line names: `--masks`, `--grid`, `--keep`, `--seed`,
 /// `--batch`.
@@ -53,7 +55,7 @@ impl Default for RiseConfig {
 
 impl RiseConfig {
     /// The plan for inputs of `size`: the explicit one (checked against the size) or one drawn
-    /// from the seed.
+    /// from the seed, every mask at once ([`Rise`] itself draws seeded masks a batch at a time).
     pub fn plan(&self, size: (usize, usize)) -> Result<MaskPlan> {
         match &self.plan {
             Some(plan) if plan.size == size => Ok(plan.clone()),
@@ -91,15 +93,33 @@ impl<M: TapModel + ?Sized> Explainer<M> for Rise {
             got: input.dims().to_vec(),
         })?;
         let cfg = &self.config;
-        let plan = cfg.plan((h, w))?;
+        // An explicit plan is checked and used as it is; seeded masks are drawn chunk by chunk.
+        let (mut draws, plan) = match &cfg.plan {
+            Some(_) => (None, Some(cfg.plan((h, w))?)),
+            None => {
+                masks::check_masks(cfg.masks)?;
+                (Some(MaskDraws::new(cfg.grid, cfg.keep, (h, w), cfg.seed)?), None)
+            }
+        };
+        let (count, grid, keep) = match &plan {
+            Some(p) => (p.len(), p.grid, p.keep),
+            None => (cfg.masks, cfg.grid, cfg.keep),
+        };
         let outputs = scored_outputs(&model.forward(input)?, &target.score)?;
         let targets = target.resolve(&outputs)?;
         let base = select(&outputs, &targets)?;
         let t_count = targets.first().map(Vec::len).unwrap_or(0);
         let device = input.device();
         let mut sums: Vec<Option<Tensor>> = vec![None; n];
-        for chunk in chunks(plan.len(), cfg.batch)? {
-            let flat: Vec<f32> = (chunk.start..chunk.start + chunk.len).flat_map(|i| plan.mask(i)).collect();
+        for chunk in chunks(count, cfg.batch)? {
+            let flat: Vec<f32> = match (&plan, draws.as_mut()) {
+                (Some(plan), _) => (chunk.start..chunk.start + chunk.len).flat_map(|i| plan.mask(i)).collect(),
+                (None, Some(draws)) => {
+                    let part = draws.next_plan(chunk.len);
+                    (0..chunk.len).flat_map(|i| part.mask(i)).collect()
+                }
+                (None, None) => return Err(Error::msg("RISE has neither a mask plan nor a seed to draw from")),
+            };
             let masks = Tensor::from_vec(flat, (chunk.len, 1, h, w), device)?.to_dtype(input.dtype())?;
             let kept = masks.affine(-1.0, 1.0)?.affine(cfg.fill, 0.0)?;
             let masks_flat = masks.reshape((chunk.len, h * w))?.to_dtype(DType::F32)?;
@@ -115,16 +135,19 @@ impl<M: TapModel + ?Sized> Explainer<M> for Rise {
                 });
             }
         }
-        let scale = 1.0 / (plan.len() as f64 * plan.keep);
+        let scale = 1.0 / (count as f64 * keep);
         let maps = sums
             .into_iter()
-            .map(|s| Ok(s.expect("at least one mask").affine(scale, 0.0)?.reshape((t_count, 1, h, w))?))
+            .map(|s| {
+                let s = s.ok_or_else(|| Error::msg("RISE ran no masks"))?;
+                Ok(s.affine(scale, 0.0)?.reshape((t_count, 1, h, w))?)
+            })
             .collect::<Result<Vec<_>>>()?;
         let meta = AttributionMeta::new("rise", Resolution::Input)
             .with_score(target.score.name())
-            .with_option("masks", plan.len())
-            .with_option("grid", plan.grid)
-            .with_option("keep", plan.keep)
+            .with_option("masks", count)
+            .with_option("grid", grid)
+            .with_option("keep", keep)
             .with_option("seed", if cfg.plan.is_some() { "plan".to_string() } else { cfg.seed.to_string() })
             .with_option("batch", cfg.batch)
             .with_option("fill", cfg.fill);

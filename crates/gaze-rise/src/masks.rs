@@ -55,24 +55,15 @@ impl MaskPlan {
         Ok(MaskPlan { grid, keep, size, cells, shifts })
     }
 
-    /// `masks` masks drawn from `seed`: first every cell of every mask (kept when a uniform draw in
-    /// `[0, 1)` is below `keep`), then each mask's shift, rows before columns, uniform over the cell
-    /// size, in the order of the RISE authors' code.
+    /// `masks` masks drawn from `seed`, mask by mask: its `grid²` cells row-major (each kept when a
+    /// uniform draw in `[0, 1)` is below `keep`), then its shift, rows before columns, uniform over
+    /// the cell size.
+    ///
+    /// This holds every mask's cells at once; [`MaskDraws`] gives the same masks a few at a time,
+    /// which is how [`Rise`](crate::Rise) draws them.
     pub fn random(masks: usize, grid: usize, keep: f64, size: (usize, usize), seed: u64) -> Result<Self> {
-        if masks == 0 {
-            return Err(Error::InvalidOption {
-                option: "--masks".into(),
-                value: "0".into(),
-                expected: "at least 1 mask".into(),
-            });
-        }
-        check_grid(grid, size)?;
-        check_keep(keep)?;
-        let mut rng = StdRng::seed_from_u64(seed);
-        let cells = (0..masks * grid * grid).map(|_| rng.random::<f64>() < keep).collect();
-        let cell = cell_size(grid, size);
-        let shifts = (0..masks).map(|_| (rng.random_range(0..cell.0), rng.random_range(0..cell.1))).collect();
-        Ok(MaskPlan { grid, keep, size, cells, shifts })
+        check_masks(masks)?;
+        Ok(MaskDraws::new(grid, keep, size, seed)?.next_plan(masks))
     }
 
     /// The number of masks.
@@ -109,6 +100,53 @@ impl MaskPlan {
         }
         out
     }
+}
+
+/// Seeded RISE masks drawn as they are needed: [`next_plan`](MaskDraws::next_plan) gives the next
+/// masks of the sequence [`MaskPlan::random`] draws, so that memory holds only the masks of one
+/// batch however many masks are asked for.
+#[derive(Clone, Debug)]
+pub struct MaskDraws {
+    rng: StdRng,
+    grid: usize,
+    keep: f64,
+    size: (usize, usize),
+}
+
+impl MaskDraws {
+    /// The draws of `seed` for `grid × grid` cells kept with probability `keep` on inputs of `size`;
+    /// an error naming a bad grid or probability.
+    pub fn new(grid: usize, keep: f64, size: (usize, usize), seed: u64) -> Result<Self> {
+        check_grid(grid, size)?;
+        check_keep(keep)?;
+        Ok(MaskDraws { rng: StdRng::seed_from_u64(seed), grid, keep, size })
+    }
+
+    /// The next `count` masks of the sequence, as a plan of their own.
+    pub fn next_plan(&mut self, count: usize) -> MaskPlan {
+        let (grid, keep) = (self.grid, self.keep);
+        let cell = cell_size(grid, self.size);
+        let mut cells = Vec::with_capacity(count * grid * grid);
+        let mut shifts = Vec::with_capacity(count);
+        for _ in 0..count {
+            cells.extend((0..grid * grid).map(|_| self.rng.random::<f64>() < keep));
+            shifts.push((self.rng.random_range(0..cell.0), self.rng.random_range(0..cell.1)));
+        }
+        MaskPlan { grid, keep, size: self.size, cells, shifts }
+    }
+}
+
+/// An error for a mask count of 0; any other count is accepted, since masks are drawn a batch at a
+/// time.
+pub(crate) fn check_masks(masks: usize) -> Result<()> {
+    if masks == 0 {
+        return Err(Error::InvalidOption {
+            option: "--masks".into(),
+            value: "0".into(),
+            expected: "at least 1 mask".into(),
+        });
+    }
+    Ok(())
 }
 
 /// The grid positions and weight that output position `o` of the upsampled axis reads: source
@@ -194,6 +232,23 @@ mod tests {
         let kept = a.cells.iter().filter(|&&c| c).count() as f64 / a.cells.len() as f64;
         assert!((kept - 0.3).abs() < 0.12, "{kept}");
         assert!(a.mask(3).iter().all(|v| (0.0..=1.0).contains(v)));
+    }
+
+    #[test]
+    fn masks_drawn_a_few_at_a_time_are_the_random_plans_masks() {
+        let whole = MaskPlan::random(23, 4, 0.4, (13, 10), 5).unwrap();
+        let mut draws = MaskDraws::new(4, 0.4, (13, 10), 5).unwrap();
+        let mut from = 0;
+        for count in [1, 7, 0, 15] {
+            let part = draws.next_plan(count);
+            assert_eq!(part.len(), count);
+            assert_eq!(part.cells, whole.cells[from * 16..(from + count) * 16]);
+            assert_eq!(part.shifts, whole.shifts[from..from + count]);
+            for i in 0..count {
+                assert_eq!(part.mask(i), whole.mask(from + i), "mask {}", from + i);
+            }
+            from += count;
+        }
     }
 
     #[test]
