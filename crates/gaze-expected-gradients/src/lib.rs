@@ -340,8 +340,13 @@ impl ExpectedGradients {
             _ => (input.clone(), background),
         };
 
-        let plan = self.plan_for(n, bg_count, explained.dims())?;
+        let mut plan = self.plan_for(n, bg_count, explained.dims())?;
         let samples = plan.samples;
+        let total = n.checked_mul(samples).ok_or_else(|| Error::InvalidOption {
+            option: "--samples".into(),
+            value: samples.to_string(),
+            expected: format!("at most {} samples per image for {n} images", usize::MAX / n),
+        })?;
         let space_dims = explained.dims()[1..].to_vec();
         let per_row: usize = space_dims.iter().product();
         let device = input.device();
@@ -351,17 +356,18 @@ impl ExpectedGradients {
         let mut sum_sq: Option<Tensor> = None;
 
         // Samples are ordered image by image, as shap loops over them.
-        for chunk in chunks(n * samples, self.batch)? {
+        for chunk in chunks(total, self.batch)? {
             let rows = chunk.start..chunk.start + chunk.len;
             let images: Vec<u32> = rows.clone().map(|r| (r / samples) as u32).collect();
             let image_index = Tensor::from_vec(images, chunk.len, device)?;
-            let bg_index: Vec<u32> = rows.clone().map(|r| plan.indices[r / samples][r % samples] as u32).collect();
+            let (bg_rows, alphas) = plan.rows(rows.clone());
+            let bg_index: Vec<u32> = bg_rows.into_iter().map(|i| i as u32).collect();
             let bg_index = Tensor::from_vec(bg_index, chunk.len, device)?;
             let mut column_shape = vec![chunk.len];
             column_shape.extend(std::iter::repeat_n(1, space_dims.len()));
             // shap computes t·x + (1 − t)·x', both factors rounded from f64 to the input's dtype.
             let column = |f: &dyn Fn(f64) -> f64| -> Result<Tensor> {
-                let v: Vec<f64> = rows.clone().map(|r| f(plan.alphas[r / samples][r % samples])).collect();
+                let v: Vec<f64> = alphas.iter().map(|&t| f(t)).collect();
                 Ok(Tensor::from_vec(v, chunk.len, device)?.to_dtype(dtype)?.reshape(column_shape.as_slice())?)
             };
             let alpha = column(&|t| t)?;
@@ -443,8 +449,8 @@ impl ExpectedGradients {
         })
     }
 
-    /// The plan to run: the given one, checked, or one drawn from the seed.
-    fn plan_for(&self, n: usize, bg_count: usize, explained: &[usize]) -> Result<Resolved> {
+    /// The plan to run: the given one, checked, or draws from the seed, made as the samples run.
+    fn plan_for(&self, n: usize, bg_count: usize, explained: &[usize]) -> Result<Resolved<'_>> {
         let Some(plan) = &self.plan else {
             if self.samples == 0 {
                 return Err(Error::InvalidOption {
@@ -453,20 +459,8 @@ impl ExpectedGradients {
                     expected: "at least 1 sample".into(),
                 });
             }
-            let mut rng = StdRng::seed_from_u64(self.seed);
-            let mut indices = Vec::with_capacity(n);
-            let mut alphas = Vec::with_capacity(n);
-            for _ in 0..n {
-                let mut idx = Vec::with_capacity(self.samples);
-                let mut alp = Vec::with_capacity(self.samples);
-                for _ in 0..self.samples {
-                    idx.push(rng.random_range(0..bg_count));
-                    alp.push(rng.random::<f64>());
-                }
-                indices.push(idx);
-                alphas.push(alp);
-            }
-            return Ok(Resolved { samples: self.samples, indices, alphas, noise: None });
+            let draws = Draws::Seeded { rng: Box::new(StdRng::seed_from_u64(self.seed)), bg_count };
+            return Ok(Resolved { samples: self.samples, draws, noise: None });
         };
         let samples = plan.indices.first().map(Vec::len).unwrap_or(0);
         let bad = |what: &str, expected: String, got: Vec<usize>| Error::Shape {
@@ -504,7 +498,8 @@ impl ExpectedGradients {
                 Some(noise.reshape(flat)?)
             }
         };
-        Ok(Resolved { samples, indices: plan.indices.clone(), alphas: plan.alphas.clone(), noise })
+        let draws = Draws::Plan { indices: &plan.indices, alphas: &plan.alphas };
+        Ok(Resolved { samples, draws, noise })
     }
 }
 
@@ -524,11 +519,36 @@ impl<M: TapModel + ?Sized> Explainer<M> for ExpectedGradients {
 }
 
 /// A plan with its sample count, its noise flattened to `[N · S, ...]`.
-struct Resolved {
+struct Resolved<'a> {
     samples: usize,
-    indices: Vec<Vec<usize>>,
-    alphas: Vec<Vec<f64>>,
+    draws: Draws<'a>,
     noise: Option<Tensor>,
+}
+
+/// Where the background rows and path points of the samples come from.
+enum Draws<'a> {
+    /// An explicit plan's `[N][S]` tables.
+    Plan { indices: &'a [Vec<usize>], alphas: &'a [Vec<f64>] },
+    /// Seeded draws made as the samples run, image by image and sample by sample (a row of the
+    /// background, then a point), so that memory does not grow with the number of samples.
+    Seeded { rng: Box<StdRng>, bg_count: usize },
+}
+
+impl Resolved<'_> {
+    /// The background rows and points of the samples `rows` (`image · S + sample`); seeded draws
+    /// must be asked for in order, each row once, as the chunks run.
+    fn rows(&mut self, rows: std::ops::Range<usize>) -> (Vec<usize>, Vec<f64>) {
+        let samples = self.samples;
+        match &mut self.draws {
+            Draws::Plan { indices, alphas } => (
+                rows.clone().map(|r| indices[r / samples][r % samples]).collect(),
+                rows.map(|r| alphas[r / samples][r % samples]).collect(),
+            ),
+            Draws::Seeded { rng, bg_count } => {
+                rows.map(|_| (rng.random_range(0..*bg_count), rng.random::<f64>())).unzip()
+            }
+        }
+    }
 }
 
 /// The scored outputs `[N, K]` of `x` and, when `layer` is given, its activation there, `batch`

@@ -257,3 +257,58 @@ fn no_more_than_batch_samples_run_at_once() {
         }
     }
 }
+
+/// Seeded samples are drawn as they run, image by image and sample by sample, a background row
+/// then a point: the same samples as a plan drawn that way up front.
+#[test]
+fn seeded_samples_are_the_plan_drawn_image_by_image() {
+    use rand::{Rng, SeedableRng};
+    let net = Net::new(4, Act::Tanh, DType::F64);
+    let x = net.input(3, 5);
+    let background = net.input(4, 6);
+    let (n, s, seed) = (3, 9, 21);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let (mut indices, mut alphas) = (Vec::new(), Vec::new());
+    for _ in 0..n {
+        let (idx, alp): (Vec<usize>, Vec<f64>) = (0..s).map(|_| (rng.random_range(0..4), rng.random::<f64>())).unzip();
+        indices.push(idx);
+        alphas.push(alp);
+    }
+    let target = Target::top(2);
+    let seeded = ExpectedGradients::new(background.clone())
+        .with_samples(s)
+        .with_seed(seed)
+        .with_batch(4)
+        .explain(&net, &x, &target);
+    let planned = ExpectedGradients::new(background)
+        .with_plan(SamplePlan { indices, alphas, noise: None })
+        .with_batch(4)
+        .explain(&net, &x, &target);
+    let (seeded, planned) = (seeded.unwrap(), planned.unwrap());
+    assert_eq!(rel(&seeded.values, &planned.values), 0.0);
+}
+
+/// A huge sample count used to draw every sample's row and point before the first pass (16 bytes
+/// a sample, gigabytes for 10⁹); they are drawn a chunk at a time, so the run reaches the model at
+/// once and stops where the model does.
+#[test]
+fn a_huge_sample_count_is_not_drawn_up_front() {
+    let net = Net::new(1, Act::Relu, DType::F32);
+    let x = net.input(2, 1);
+    let stopping = gaze_testkit::StopAfter::new(&net, 3);
+    let err = ExpectedGradients::new(net.input(3, 2))
+        .with_samples(1_000_000_000_000)
+        .with_batch(8)
+        .explain(&stopping, &x, &Target::top_class())
+        .unwrap_err()
+        .to_string();
+    assert_eq!(err, "stopped");
+    assert_eq!(stopping.left(), 0);
+
+    let err = ExpectedGradients::new(net.input(3, 2))
+        .with_samples(usize::MAX)
+        .explain(&net, &x, &Target::top_class())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains(&format!("`{}` for --samples", usize::MAX)) && err.contains("for 2 images"), "{err}");
+}

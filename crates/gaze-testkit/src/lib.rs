@@ -3,8 +3,9 @@
 //! Test support shared by the gradient method crates (saliency, SmoothGrad, integrated and
 //! expected gradients), used only as a dev-dependency: a small VGG-like model with seeded random
 //! weights, a tap after every stage, every stage a cut point, and counters of how often the head
-//! and the tail run; [`rel`], the relative error the tests compare with; and [`huge_png`], the
-//! oversized image of the bad-input tables of gaze-models and the command line.
+//! and the tail run; [`StopAfter`], a model that fails after a few passes, for tests that a huge
+//! sample count is not allocated up front; [`rel`], the relative error the tests compare with; and
+//! [`huge_png`], the oversized image of the bad-input tables of gaze-models and the command line.
 //!
 //! It owns nothing a user runs: no method, no model of the zoo, and it must never become a
 //! dependency of a library crate.
@@ -175,6 +176,52 @@ impl<M: TapModel + ?Sized> TapModel for NoCuts<'_, M> {
 
     fn device(&self) -> &Device {
         self.0.device()
+    }
+}
+
+/// A model that refuses every full forward pass after its first `passes` (with the error
+/// `stopped`): a test of a huge sample count runs into it at once unless the method allocates
+/// something for every sample first.
+pub struct StopAfter<'a, M: ?Sized> {
+    model: &'a M,
+    left: Cell<usize>,
+}
+
+impl<'a, M: ?Sized> StopAfter<'a, M> {
+    pub fn new(model: &'a M, passes: usize) -> Self {
+        StopAfter { model, left: Cell::new(passes) }
+    }
+
+    /// The passes still allowed.
+    pub fn left(&self) -> usize {
+        self.left.get()
+    }
+}
+
+impl<M: TapModel + ?Sized> TapModel for StopAfter<'_, M> {
+    fn forward_taps(&self, x: &Tensor, taps: &mut Taps) -> Result<Tensor> {
+        let left = self.left.get();
+        if left == 0 {
+            return Err(gaze_core::Error::msg("stopped"));
+        }
+        self.left.set(left - 1);
+        self.model.forward_taps(x, taps)
+    }
+
+    fn layer_names(&self) -> Vec<String> {
+        self.model.layer_names()
+    }
+
+    fn num_classes(&self) -> usize {
+        self.model.num_classes()
+    }
+
+    fn input_shape(&self) -> [usize; 3] {
+        self.model.input_shape()
+    }
+
+    fn device(&self) -> &Device {
+        self.model.device()
     }
 }
 
