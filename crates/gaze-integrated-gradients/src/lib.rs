@@ -27,7 +27,7 @@ use gaze_core::{select, Attribution, AttributionMeta, Error, Explainer, Resoluti
 use gaze_engine::{chunks, map_chunks, probe, scored_outputs, ProbeRequest, TapModel};
 
 pub use baseline::{gaussian_blur, Baseline, DEFAULT_BLUR_SIGMA};
-pub use quadrature::{gauss_legendre, Quadrature};
+pub use quadrature::{gauss_legendre, Quadrature, MAX_STEPS};
 
 /// The command-line name of the method.
 pub const METHOD: &str = "integrated-gradients";

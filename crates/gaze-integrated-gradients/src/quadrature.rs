@@ -23,6 +23,12 @@ pub enum Quadrature {
     RiemannTrapezoid,
 }
 
+/// The most steps a rule takes: 200 times Captum's default of 50, far past where the integral
+/// stops changing. The rule's points and weights are kept for every step, and the Gauss–Legendre
+/// nodes cost `O(n²)` to find (about 2 s at this bound), so the count is bounded rather than
+/// left to exhaust memory and time.
+pub const MAX_STEPS: usize = 10_000;
+
 impl Quadrature {
     /// Every quadrature, in the order the command line lists them.
     pub const ALL: [Quadrature; 5] = [
@@ -61,16 +67,21 @@ impl Quadrature {
         }
     }
 
-    /// The step sizes (weights) and the alphas (points in `[0, 1]`) of an `n`-step rule.
+    /// The step sizes (weights) and the alphas (points in `[0, 1]`) of an `n`-step rule, for `n`
+    /// in `min_steps()..=`[`MAX_STEPS`].
     ///
     /// Riemann alphas are computed as `torch.linspace` computes them in `float32`, and Gauss–Legendre
     /// nodes to `f64` precision, so that the points match Captum's to the last bit that matters.
     pub fn rule(self, n: usize) -> Result<(Vec<f64>, Vec<f64>)> {
-        if n < self.min_steps() {
+        if n < self.min_steps() || n > MAX_STEPS {
             return Err(Error::InvalidOption {
                 option: "--steps".into(),
                 value: n.to_string(),
-                expected: format!("a step count of at least {} for the {} quadrature", self.min_steps(), self.name()),
+                expected: format!(
+                    "a step count in {}..={MAX_STEPS} for the {} quadrature",
+                    self.min_steps(),
+                    self.name()
+                ),
             });
         }
         let nf = n as f64;
@@ -236,9 +247,14 @@ mod tests {
     #[test]
     fn bad_steps_and_names_are_errors_that_list_what_is_valid() {
         let err = Quadrature::RiemannLeft.rule(1).unwrap_err().to_string();
-        assert!(err.contains("at least 2 for the riemann_left"), "{err}");
+        assert!(err.contains("in 2..=10000 for the riemann_left"), "{err}");
         let err = Quadrature::GaussLegendre.rule(0).unwrap_err().to_string();
-        assert!(err.contains("`0`") && err.contains("at least 1"), "{err}");
+        assert!(err.contains("`0`") && err.contains("1..=10000"), "{err}");
+        for q in Quadrature::ALL {
+            let err = q.rule(1_000_000_000).unwrap_err().to_string();
+            assert!(err.contains("`1000000000` for --steps") && err.contains("..=10000"), "{}: {err}", q.name());
+            assert_eq!(q.rule(MAX_STEPS).unwrap().0.len(), MAX_STEPS, "{}", q.name());
+        }
         let err = Quadrature::parse("simpson").unwrap_err().to_string();
         assert!(err.contains("simpson") && err.contains("riemann_trapezoid"), "{err}");
         for q in Quadrature::ALL {
