@@ -168,10 +168,45 @@ impl ShapesDataset {
     }
 
     /// The samples at `range`, in order.
+    ///
+    /// This holds every sample at once, so `range` must be small enough to fit in memory; for a
+    /// count that comes from a user, [`try_samples`](Self::try_samples) checks it first.
     pub fn samples(&self, range: Range<u64>) -> Vec<Sample> {
         range.map(|i| self.sample(i)).collect()
     }
+
+    /// The most samples one call of [`try_samples`](Self::try_samples) makes:
+    /// [`MAX_SAMPLE_PIXELS`] over the pixels of one image (65536 images of the default 64×64).
+    pub fn max_samples(&self) -> u64 {
+        let side = u64::from(self.config.size);
+        (MAX_SAMPLE_PIXELS / (side * side)).max(1)
+    }
+
+    /// The samples at `range`, in order, as [`samples`](Self::samples) makes them, after checking
+    /// that there are at most [`max_samples`](Self::max_samples) of them: a larger count is an error
+    /// naming it and the bound, where it would otherwise exhaust memory.
+    pub fn try_samples(&self, range: Range<u64>) -> Result<Vec<Sample>> {
+        let count = range.end.saturating_sub(range.start);
+        let most = self.max_samples();
+        if count > most {
+            let side = self.config.size;
+            return Err(Error::InvalidOption {
+                option: "the number of shapes images".into(),
+                value: count.to_string(),
+                expected: format!(
+                    "at most {most} images of {side}×{side} pixels at once ({MAX_SAMPLE_PIXELS} pixels in all, \
+                     about 1 GiB as 8-bit images and masks); draw larger sets in parts"
+                ),
+            });
+        }
+        Ok(self.samples(range))
+    }
 }
+
+/// The most pixels (images × pixels per image) that [`ShapesDataset::try_samples`] draws in one
+/// call: 2²⁸, 65536 images of 64×64, about 1 GiB as 8-bit RGB images and masks, and four times that
+/// once stacked into `f32` tensors.
+pub const MAX_SAMPLE_PIXELS: u64 = 1 << 28;
 
 fn draw(config: &ShapesConfig, rng: &mut Rng) -> Sample {
     let size = config.size as usize;

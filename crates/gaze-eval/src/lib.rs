@@ -42,7 +42,9 @@ mod similarity;
 
 pub use baselines::{centre_maps, random_maps};
 pub use causal::{trapezoid_auc, CausalCurves, CausalMetric, CausalMode, Substrate};
-pub use dataset::{Background, Batch, PixelNorm, Sample, ShapeInstance, ShapesConfig, ShapesDataset};
+pub use dataset::{
+    Background, Batch, PixelNorm, Sample, ShapeInstance, ShapesConfig, ShapesDataset, MAX_SAMPLE_PIXELS,
+};
 pub use evaluate::{evaluate, Evaluation, EvaluationConfig};
 pub use geometry::{sin_cos, ShapeClass, CLASS_NAMES};
 pub use maps::{pixel_maps, resize_bilinear, ChannelReduce, MapScores};

@@ -119,3 +119,22 @@ fn batches_match_the_demo_models_preprocessing_exactly() {
     assert_eq!(batch.labels, samples.iter().map(|s| s.label).collect::<Vec<_>>());
     assert!(Batch::new(&[], &PixelNorm::keras_tf(), &dev).unwrap_err().to_string().contains("at least one sample"));
 }
+
+/// A huge count used to abort on allocation; it is an error naming the count and the bound, and
+/// the bound follows the image size.
+#[test]
+fn a_huge_sample_count_is_an_error_naming_the_bound() {
+    let data = ShapesDataset::new(3);
+    assert_eq!(data.max_samples(), 65_536);
+    let err = data.try_samples(0..1_000_000_000_000).unwrap_err().to_string();
+    assert!(err.contains("`1000000000000`") && err.contains("at most 65536 images of 64×64 pixels"), "{err}");
+    let err = data.try_samples(10..65_547).unwrap_err().to_string();
+    assert!(err.contains("`65537`"), "one past the bound: {err}");
+    let few = data.try_samples(5..8).unwrap();
+    assert_eq!(few.len(), 3);
+    assert_eq!(few[1].image, data.sample(6).image);
+    let big = ShapesDataset::with_config(0, ShapesConfig { size: 1024, ..Default::default() }).unwrap();
+    assert_eq!(big.max_samples(), 256);
+    let err = big.try_samples(0..257).unwrap_err().to_string();
+    assert!(err.contains("`257`") && err.contains("at most 256 images of 1024×1024"), "{err}");
+}
