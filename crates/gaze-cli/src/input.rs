@@ -1,5 +1,6 @@
 //! Reading the images or the tensor file a command works on.
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
@@ -77,4 +78,60 @@ fn read_tensor_file(model: &dyn Classifier, path: &Path, device: &Device) -> Res
     let input = load_input_tensor(path, channels, device)?;
     let n = input.dim(0)?;
     Ok(Batch { input, stems: (0..n).map(|i| format!("input-{i}")).collect(), images: Vec::new() })
+}
+
+/// What a file named on the command line holds, judged by its first bytes, not its name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FileKind {
+    /// An image the decoder recognises (PNG or JPEG).
+    Image,
+    /// A safetensors file: an 8-byte little-endian header length, then a JSON header starting with
+    /// `{` that fits in the file.
+    Tensors,
+    /// Neither.
+    Other,
+}
+
+/// Sniffs `path`: a safetensors file by its header, an image by the decoder's format guess.
+/// Errors only when the file cannot be read, naming it.
+pub fn file_kind(path: &Path) -> Result<FileKind> {
+    let io = |source| gaze_core::Error::Io { path: path.to_path_buf(), source };
+    let mut file = std::fs::File::open(path).map_err(io)?;
+    let len = file.metadata().map_err(io)?.len();
+    let mut head = Vec::with_capacity(9);
+    file.by_ref().take(9).read_to_end(&mut head).map_err(io)?;
+    if is_safetensors_head(&head, len) {
+        return Ok(FileKind::Tensors);
+    }
+    let guess = image::ImageReader::open(path).map_err(io)?.with_guessed_format().map_err(io)?.format();
+    Ok(if guess.is_some() { FileKind::Image } else { FileKind::Other })
+}
+
+/// Whether the first bytes `head` of a file of `len` bytes begin a safetensors file: a header length
+/// `n` (8 bytes, little-endian) with `8 + n` within the file, and a header that opens with `{`.
+fn is_safetensors_head(head: &[u8], len: u64) -> bool {
+    let Some((size, rest)) = head.split_first_chunk::<8>() else { return false };
+    let n = u64::from_le_bytes(*size);
+    n >= 2 && n.checked_add(8).is_some_and(|end| end <= len) && rest.first() == Some(&b'{')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_safetensors_head_is_told_by_its_length_and_brace() {
+        let mut head = 20u64.to_le_bytes().to_vec();
+        head.push(b'{');
+        assert!(is_safetensors_head(&head, 28));
+        assert!(is_safetensors_head(&head, 1000));
+        assert!(!is_safetensors_head(&head, 27), "a header longer than the file");
+        head[8] = b'[';
+        assert!(!is_safetensors_head(&head, 1000), "a header that is not a JSON object");
+        assert!(!is_safetensors_head(b"\x89PNG\r\n\x1a\n\0", 1000));
+        assert!(!is_safetensors_head(&u64::MAX.to_le_bytes(), u64::MAX), "no room for the brace");
+        let mut huge = u64::MAX.to_le_bytes().to_vec();
+        huge.push(b'{');
+        assert!(!is_safetensors_head(&huge, u64::MAX), "a length that overflows");
+    }
 }
