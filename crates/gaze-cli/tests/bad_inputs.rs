@@ -58,6 +58,20 @@ fn make_files(dir: &Path) {
     let empty = Tensor::zeros((0, 3, 64, 64), DType::F32, &Device::Cpu).unwrap();
     save(&HashMap::from([("input".to_string(), empty)]), &dir.join("empty-background.safetensors"));
 
+    // A VGG16 checkpoint whose classifier has no classes.
+    let mut vgg =
+        candle_core::safetensors::load(repo().join("fixtures/models/vgg16.safetensors"), &Device::Cpu).unwrap();
+    let inputs = vgg["classifier.6.weight"].dim(1).unwrap();
+    vgg.insert("classifier.6.weight".into(), Tensor::zeros((0, inputs), DType::F32, &Device::Cpu).unwrap());
+    vgg.insert("classifier.6.bias".into(), Tensor::zeros(0, DType::F32, &Device::Cpu).unwrap());
+    save(&vgg, &dir.join("no-classes.safetensors"));
+
+    std::fs::write(dir.join("notes.txt"), b"neither an image nor a tensor file").unwrap();
+    // Background rows of another size than the images are resized to, under a name without the
+    // `.safetensors` extension.
+    let small = Tensor::zeros((2, 3, 32, 32), DType::F32, &Device::Cpu).unwrap();
+    save(&HashMap::from([("input".to_string(), small)]), &dir.join("small-background.st"));
+
     let mut values = vec![0.5f32; 3 * 64 * 64];
     values[100] = f32::NAN;
     let input = Tensor::from_vec(values, (1, 3, 64, 64), &Device::Cpu).unwrap();
@@ -97,7 +111,64 @@ fn every_bad_input_fails_with_exit_code_2_and_names_the_problem() {
         (
             "image too large to decode",
             explain(&["--method", "gradcam", &p("huge.png")]),
-            vec!["huge.png".into(), "exceeds limit".into()],
+            vec![
+                "huge.png: the image is 100000×100000 pixels".into(),
+                "at most 16384×16384 pixels and 1 GiB decoded".into(),
+            ],
+        ),
+        (
+            "a checkpoint whose classifier has no classes (predict)",
+            ["predict", "--model", "vgg16", "--weights", &p("no-classes.safetensors"), &image]
+                .map(String::from)
+                .to_vec(),
+            vec![
+                "no-classes.safetensors".into(),
+                "tensor `classifier.6.weight` has shape [0, ".into(),
+                "at least one class".into(),
+            ],
+        ),
+        (
+            "a checkpoint whose classifier has no classes (explain)",
+            explain(&["--model", "vgg16", "--weights", &p("no-classes.safetensors"), "--method", "saliency", &image]),
+            vec!["tensor `classifier.6.weight` has shape [0, ".into(), "at least one class".into()],
+        ),
+        (
+            "--steps far beyond the bound",
+            explain(&["--method", "integrated-gradients", "--steps", "1000000000", &image]),
+            vec!["`1000000000` for --steps".into(), "1..=10000".into()],
+        ),
+        (
+            "an --input file that is not a safetensors file",
+            explain(&["--method", "gradcam", "--input", &p("not-an-image.png")]),
+            vec![format!("input tensor file {}: not a readable safetensors file", p("not-an-image.png"))],
+        ),
+        (
+            "a --background file that is neither an image nor a tensor file",
+            explain(&["--method", "expected-gradients", "--background", &p("notes.txt"), &image]),
+            vec![
+                "notes.txt".into(),
+                "--background".into(),
+                "image files (PNG, JPEG)".into(),
+                "safetensors tensor files".into(),
+            ],
+        ),
+        (
+            "--background mixing images and tensor rows of another size",
+            explain(&[
+                "--method",
+                "expected-gradients",
+                "--background",
+                &image,
+                "--background",
+                &p("small-background.st"),
+                &image,
+            ]),
+            vec![
+                "--background".into(),
+                "small-background.st holds rows of shape [3, 32, 32]".into(),
+                "[3, 64, 64]".into(),
+                "one shape".into(),
+            ],
         ),
         (
             "truncated checkpoint",
@@ -196,13 +267,12 @@ fn every_bad_input_fails_with_exit_code_2_and_names_the_problem() {
     ];
     let mut failures = Vec::new();
     for (case, args, wants) in &table {
-        let o = Command::new(env!("CARGO_BIN_EXE_gaze"))
-            .args(args)
-            .arg("--out")
-            .arg(dir.join("out"))
-            .current_dir(repo())
-            .output()
-            .expect("gaze runs");
+        let mut command = Command::new(env!("CARGO_BIN_EXE_gaze"));
+        command.args(args);
+        if args[0] == "explain" {
+            command.arg("--out").arg(dir.join("out"));
+        }
+        let o = command.current_dir(repo()).output().expect("gaze runs");
         let err = String::from_utf8_lossy(&o.stderr);
         if o.status.code() != Some(2) {
             failures.push(format!("{case}: exit code {:?}, stderr: {err}", o.status.code()));
@@ -243,5 +313,33 @@ fn grayscale_rgba_and_16_bit_pngs_are_converted_not_rejected() {
         let values: Vec<f32> = raw["attribution"].flatten_all().unwrap().to_vec1().unwrap();
         assert!(values.iter().all(|v| v.is_finite()), "{name}: non-finite map values");
     }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The background of expected gradients may be a safetensors file under any name, and may mix
+/// tensor files with images when the tensors have the model's input size.
+#[test]
+fn a_background_tensor_file_is_recognised_by_its_content_and_mixes_with_images() {
+    let dir = scratch("background-kinds");
+    let rows = Tensor::zeros((2, 3, 64, 64), DType::F32, &Device::Cpu).unwrap();
+    let tensor_file = dir.join("bg.st");
+    save(&HashMap::from([("input".to_string(), rows)]), &tensor_file);
+    let image = "fixtures/images/chelsea.png";
+    let background_rows = |backgrounds: &[&str], out: &str| -> String {
+        let out = dir.join(out);
+        let mut args = vec!["explain", "--method", "expected-gradients", "--samples", "4", "--raw"];
+        for b in backgrounds {
+            args.extend(["--background", b]);
+        }
+        args.extend(["--out", out.to_str().unwrap(), image]);
+        let o = gaze(&args);
+        assert!(o.status.success(), "{backgrounds:?}: {}", String::from_utf8_lossy(&o.stderr));
+        let bytes = std::fs::read(out.join("attributions.safetensors")).unwrap();
+        let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+        header.metadata().as_ref().and_then(|m| m.get("background").cloned()).unwrap_or_default()
+    };
+    let tensor = tensor_file.to_str().unwrap();
+    assert_eq!(background_rows(&[tensor], "tensor"), "2");
+    assert_eq!(background_rows(&[image, tensor], "mixed"), "3");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -120,3 +120,59 @@ fn gaze_explain_over_a_folder_of_hundreds_of_images_keeps_its_peak_memory_flat()
     let growth = many.saturating_sub(few);
     assert!(growth < 8 * 1024, "peak memory grew by {growth} KiB from 40 to 300 images ({few} KiB to {many} KiB)");
 }
+
+/// RISE's masks and expected gradients' samples are drawn a batch at a time: with a count of 10⁹
+/// (which used to abort on a 49 GB allocation, or grow by gigabytes before the first pass),
+/// `gaze explain` runs with a small, steady resident set. The run would take days, so the test
+/// watches it for a few seconds and stops it.
+#[test]
+fn huge_mask_and_sample_counts_run_in_flat_memory() {
+    if vm_rss_kib().is_none() {
+        eprintln!("no /proc/self/status here; skipping the memory check");
+        return;
+    }
+    let out = std::env::temp_dir().join(format!("gaze-memory-huge-{}", std::process::id()));
+    let image = "fixtures/images/chelsea.png";
+    let runs: [(&str, &[&str]); 2] = [
+        ("rise", &["--masks", "1000000000"]),
+        ("expected-gradients", &["--samples", "1000000000", "--background", image]),
+    ];
+    for (method, options) in runs {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_gaze"))
+            .current_dir(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.."))
+            .args(["explain", "--method", method, "--out"])
+            .arg(out.join(method))
+            .args(options)
+            .arg(image)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("gaze runs");
+        let start = std::time::Instant::now();
+        let mut peak = 0;
+        let mut exited = None;
+        while start.elapsed() < Duration::from_secs(4) {
+            if let Some(hwm) = vm_hwm_kib(child.id()) {
+                peak = peak.max(hwm);
+            }
+            if let Some(status) = child.try_wait().expect("waiting for gaze") {
+                exited = Some(status);
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if exited.is_none() {
+            child.kill().expect("stopping gaze");
+        }
+        let output = child.wait_with_output().expect("gaze stops");
+        assert!(
+            exited.is_none(),
+            "{method}: gaze exited ({:?}) instead of running: {}",
+            exited,
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(peak > 0, "{method}: no memory reading");
+        assert!(peak < 512 * 1024, "{method}: peak resident memory {peak} KiB after 4 s");
+    }
+    let _ = std::fs::remove_dir_all(&out);
+}

@@ -45,6 +45,11 @@ pub enum Error {
     #[error("checkpoint {path}: {reason}")]
     Checkpoint { path: PathBuf, reason: String },
 
+    /// A tensor file handed in as a model input (the command line's `--input`, or a tensor file of
+    /// background rows) that cannot be read or used.
+    #[error("input tensor file {path}: {reason}")]
+    InputTensor { path: PathBuf, reason: String },
+
     /// An image that cannot be read or decoded.
     #[error("image {path}: {reason}")]
     Image { path: PathBuf, reason: String },

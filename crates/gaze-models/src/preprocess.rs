@@ -10,7 +10,7 @@ use std::io::{BufRead, Cursor, Seek};
 use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
-use image::{DynamicImage, ImageReader, Limits, RgbImage};
+use image::{DynamicImage, ImageDecoder, ImageReader, Limits, RgbImage};
 
 use crate::{Error, Result};
 
@@ -286,22 +286,58 @@ pub fn load_image_bytes(bytes: &[u8], name: &Path) -> Result<RgbImage> {
     decode(ImageReader::new(Cursor::new(bytes)), name)
 }
 
-/// Guesses the format from the first bytes, sets the decoder's limits (at most
-/// [`MAX_IMAGE_SIDE`] pixels a side and [`MAX_IMAGE_BYTES`] of allocation, checked against the
-/// header before any pixel memory is taken) and decodes to 8-bit RGB.
+/// Guesses the format from the first bytes, reads the header, refuses an image larger than
+/// [`MAX_IMAGE_SIDE`] pixels a side or than [`MAX_IMAGE_BYTES`] of decoded pixels (naming its size
+/// and the limits, before any pixel memory is taken), and decodes to 8-bit RGB with the same limits
+/// set on the decoder.
 fn decode<R: BufRead + Seek>(reader: ImageReader<R>, path: &Path) -> Result<RgbImage> {
     let bad = |reason: String| Error::Image { path: path.to_path_buf(), reason };
     let mut reader = reader.with_guessed_format().map_err(|e| bad(format!("cannot read the file ({e})")))?;
     if reader.format().is_none() {
         return Err(bad("not a recognised image format; expected PNG or JPEG".into()));
     }
-    let mut limits = Limits::default();
+    // The decoder is made with only the memory limit, so that it reads the header and the size can
+    // be checked here, with a message that names it.
+    let mut limits = Limits::no_limits();
+    limits.max_alloc = Some(MAX_IMAGE_BYTES);
+    reader.limits(limits.clone());
+    let mut decoder = reader.into_decoder().map_err(|e| bad(format!("cannot decode ({e})")))?;
+    let (width, height) = decoder.dimensions();
+    let bytes = decoder.total_bytes();
+    if width > MAX_IMAGE_SIDE || height > MAX_IMAGE_SIDE || bytes > MAX_IMAGE_BYTES {
+        return Err(bad(format!(
+            "the image is {width}×{height} pixels ({} decoded); gaze decodes images of at most \
+             {MAX_IMAGE_SIDE}×{MAX_IMAGE_SIDE} pixels and {} decoded",
+            human_bytes(bytes),
+            human_bytes(MAX_IMAGE_BYTES)
+        )));
+    }
     limits.max_image_width = Some(MAX_IMAGE_SIDE);
     limits.max_image_height = Some(MAX_IMAGE_SIDE);
-    limits.max_alloc = Some(MAX_IMAGE_BYTES);
-    reader.limits(limits);
-    let image: DynamicImage = reader.decode().map_err(|e| bad(format!("cannot decode ({e})")))?;
-    Ok(image.to_rgb8())
+    let decoded = limits
+        .reserve(bytes)
+        .and_then(|()| decoder.set_limits(limits))
+        .and_then(|()| DynamicImage::from_decoder(decoder))
+        .map_err(|e| bad(format!("cannot decode ({e})")))?;
+    Ok(decoded.to_rgb8())
+}
+
+/// A byte count in the largest binary unit that keeps it at least 1, to one decimal (`1.5 GiB`).
+fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["bytes", "KiB", "MiB", "GiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} bytes")
+    } else if value.fract() == 0.0 {
+        format!("{value} {}", UNITS[unit])
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
 }
 
 /// Reads a preprocessed model input from a safetensors file: the tensor named `input`, shape
@@ -316,7 +352,7 @@ pub fn load_input_tensor(path: &Path, channels: usize, device: &Device) -> Resul
 
 /// [`load_input_tensor`] over the bytes of a safetensors file; `path` names it in errors.
 pub fn input_tensor_from_bytes(bytes: &[u8], path: &Path, channels: usize, device: &Device) -> Result<Tensor> {
-    let bad = |reason: String| Error::Checkpoint { path: path.to_path_buf(), reason };
+    let bad = |reason: String| Error::InputTensor { path: path.to_path_buf(), reason };
     let st = safetensors::SafeTensors::deserialize(bytes)
         .map_err(|e| bad(format!("not a readable safetensors file ({e})")))?;
     let view = st.tensor("input").map_err(|_| {

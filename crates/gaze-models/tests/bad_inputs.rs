@@ -55,6 +55,8 @@ fn every_loader_level_bad_input_is_an_error_that_names_the_problem() {
     std::fs::write(&truncated, &chelsea[..300]).unwrap();
     let huge = dir.join("huge.png");
     std::fs::write(&huge, gaze_testkit::huge_png()).unwrap();
+    let wide = dir.join("wide.png");
+    image::RgbImage::from_pixel(20_000, 2, image::Rgb([9, 99, 199])).save(&wide).unwrap();
 
     let xception_bytes = std::fs::read(weights("xception")).unwrap();
     let truncated_ckpt = dir.join("truncated.safetensors");
@@ -115,12 +117,25 @@ fn every_loader_level_bad_input_is_an_error_that_names_the_problem() {
         (
             "a PNG whose header claims 100000×100000 pixels",
             error_of("huge", image(&huge)),
-            vec![format!("image {}: cannot decode (Image size exceeds limit)", d(&huge))],
+            vec![format!(
+                "image {}: the image is 100000×100000 pixels (27.9 GiB decoded); gaze decodes images of at most \
+                 16384×16384 pixels and 1 GiB decoded",
+                d(&huge)
+            )],
         ),
         (
             "the same PNG from memory",
             error_of("huge bytes", load_image_bytes(&gaze_testkit::huge_png(), Path::new("mem.png")).map(|_| ())),
-            vec!["image mem.png: cannot decode (Image size exceeds limit)".into()],
+            vec!["image mem.png: the image is 100000×100000 pixels".into(), "at most 16384×16384 pixels".into()],
+        ),
+        (
+            "a real PNG wider than the limit",
+            error_of("wide", image(&wide)),
+            vec![format!(
+                "image {}: the image is 20000×2 pixels (117.2 KiB decoded); gaze decodes images of at most \
+                 16384×16384 pixels and 1 GiB decoded",
+                d(&wide)
+            )],
         ),
         (
             "a truncated safetensors checkpoint",
@@ -198,7 +213,12 @@ fn every_loader_level_bad_input_is_an_error_that_names_the_problem() {
         (
             "an input tensor file without `input`",
             error_of("no input", load_input_tensor(&other_name, 3, cpu)),
-            vec!["no tensor named `input`; it has: pixels".into()],
+            vec![format!("input tensor file {}: no tensor named `input`; it has: pixels", d(&other_name))],
+        ),
+        (
+            "an input tensor file that is not a safetensors file",
+            error_of("not safetensors", load_input_tensor(&not_image, 3, cpu)),
+            vec![format!("input tensor file {}: not a readable safetensors file", d(&not_image))],
         ),
         (
             "an input tensor file that does not exist",
