@@ -138,6 +138,11 @@ fn every_bad_input_fails_with_exit_code_2_and_names_the_problem() {
             vec!["`1000000000` for --steps".into(), "1..=10000".into()],
         ),
         (
+            "a --baseline tensor file without a tensor `baseline` or `input`",
+            explain(&["--method", "integrated-gradients", "--baseline", &p("missing.safetensors"), &image]),
+            vec![format!("input tensor file {}: no tensor named `baseline` or `input`", p("missing.safetensors"))],
+        ),
+        (
             "an --input file that is not a safetensors file",
             explain(&["--method", "gradcam", "--input", &p("not-an-image.png")]),
             vec![format!("input tensor file {}: not a readable safetensors file", p("not-an-image.png"))],

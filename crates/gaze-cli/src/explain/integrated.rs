@@ -35,11 +35,11 @@ fn baseline(text: &str, ctx: &Context) -> Result<Baseline> {
         return Ok(Baseline::parse(text)?);
     }
     let tensors =
-        candle_core::safetensors::load(path, ctx.model.device()).map_err(|e| gaze_core::Error::Checkpoint {
+        candle_core::safetensors::load(path, ctx.model.device()).map_err(|e| gaze_core::Error::InputTensor {
             path: path.to_path_buf(),
             reason: format!("cannot read the baseline tensors: {e}"),
         })?;
-    let t = tensors.get("baseline").or_else(|| tensors.get("input")).ok_or_else(|| gaze_core::Error::Checkpoint {
+    let t = tensors.get("baseline").or_else(|| tensors.get("input")).ok_or_else(|| gaze_core::Error::InputTensor {
         path: path.to_path_buf(),
         reason: "no tensor named `baseline` or `input`".into(),
     })?;
