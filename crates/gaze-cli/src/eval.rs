@@ -150,11 +150,9 @@ pub fn run(args: Args) -> Result<()> {
         }
         bar.finish_and_clear();
     }
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&board)?);
-    } else {
-        print!("{}", board.markdown());
-    }
+    let text = if args.json { format!("{}\n", serde_json::to_string_pretty(&board)?) } else { board.markdown() };
+    // A reader that closed the pipe early (`| head`) is no failure: there is nothing left to do.
+    crate::predict::write_stdout(&text)?;
     Ok(())
 }
 

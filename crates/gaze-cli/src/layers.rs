@@ -6,6 +6,7 @@ use gaze_engine::layer_shapes;
 use serde::Serialize;
 
 use crate::model::ModelArgs;
+use crate::predict::write_stdout;
 
 #[derive(ClapArgs, Debug)]
 pub struct Args {
@@ -33,12 +34,12 @@ pub fn run(args: Args) -> Result<()> {
             "input_shape": [1, c, h, w],
             "layers": layers,
         });
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        write_stdout(&format!("{}\n", serde_json::to_string_pretty(&out)?))?;
     } else {
         let width = layers.iter().map(|l| l.name.len()).max().unwrap_or(0);
-        for l in &layers {
-            println!("{:width$}  {:?}", l.name, l.shape);
-        }
+        let table: String = layers.iter().map(|l| format!("{:width$}  {:?}\n", l.name, l.shape)).collect();
+        write_stdout(&table)?;
     }
+    // A reader that closed the pipe early (`| head`) is no failure: there is nothing left to do.
     Ok(())
 }

@@ -1,8 +1,9 @@
 //! `gaze predict`: the top classes of each image.
 
+use std::io::Write as _;
 use std::path::PathBuf;
 
-use anyhow::Result;
+use anyhow::{Context as _, Result};
 use clap::Args as ClapArgs;
 use gaze_core::Target;
 use gaze_engine::ops::softmax_last_dim;
@@ -64,14 +65,28 @@ pub fn run(args: Args) -> Result<()> {
         let predictions = predict(model.as_ref(), &batch, args.top, args.logits)?;
         if args.json {
             out.extend(predictions);
-        } else {
-            print_text(&predictions);
+        } else if !write_stdout(&text(&predictions))? {
+            // The reader has gone (`| head`): classifying the rest would be for nobody.
+            return Ok(());
         }
     }
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        write_stdout(&format!("{}\n", serde_json::to_string_pretty(&out)?))?;
     }
     Ok(())
+}
+
+/// Writes `text` to stdout and flushes it. `Ok(false)` when the reader has closed the pipe (as
+/// `head` does once it has its lines): the command then stops quietly and succeeds, since what is
+/// left is for nobody; any other failure to write is an error. `gaze layers` and `gaze eval` print
+/// through it too.
+pub(crate) fn write_stdout(text: &str) -> Result<bool> {
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(false),
+        Err(e) => Err(e).context("writing to stdout"),
+    }
 }
 
 /// The top `top` classes of every image of `batch`, with every logit when `logits` is set.
@@ -97,12 +112,16 @@ fn predict(model: &dyn Classifier, batch: &Batch, top: usize, logits: bool) -> R
     Ok(out)
 }
 
-fn print_text(predictions: &[ImagePredictions]) {
+/// The text output: each image's name, then one indented line per class.
+fn text(predictions: &[ImagePredictions]) -> String {
+    let mut s = String::new();
     for image in predictions {
-        println!("{}", image.image);
+        s.push_str(&image.image);
+        s.push('\n');
         for (rank, p) in image.top.iter().enumerate() {
             let label = p.label.as_deref().unwrap_or("?");
-            println!("  {}. {label} ({}): {:.4} (logit {:.3})", rank + 1, p.class, p.score, p.logit);
+            s.push_str(&format!("  {}. {label} ({}): {:.4} (logit {:.3})\n", rank + 1, p.class, p.score, p.logit));
         }
     }
+    s
 }
