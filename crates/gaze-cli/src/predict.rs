@@ -24,8 +24,8 @@ pub struct Args {
     /// Print JSON (one object per image) instead of text.
     #[arg(long)]
     json: bool,
-    /// Add every logit to the JSON output.
-    #[arg(long)]
+    /// Add every logit to the JSON output (only with --json).
+    #[arg(long, requires = "json")]
     logits: bool,
     /// A safetensors file with a tensor `input` [N, 3, H, W], already preprocessed.
     #[arg(long, value_name = "FILE")]
