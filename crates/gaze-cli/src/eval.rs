@@ -43,6 +43,10 @@ pub const SANITY_LAYERS: [&str; 5] = ["fc", "conv4", "conv3", "conv2", "conv1"];
 /// A method whose maps keep a mean rank correlation (of absolute values) at or above this with
 /// every layer randomised is flagged as insensitive to the model.
 pub const INSENSITIVE_AT: f32 = 0.5;
+/// The most images `--n` takes. The whole sample is drawn and held at once, and scoring it holds the
+/// demo model's activations for every image: about 0.6 MB an image, so some 6 GB and hours of work
+/// at this bound.
+pub const MAX_IMAGES: usize = 10_000;
 /// The seed of the random-map baseline.
 const RANDOM_MAP_SEED: u64 = 0;
 
@@ -51,7 +55,7 @@ pub struct Args {
     /// The methods to score, comma-separated (default: every method of `gaze explain`).
     #[arg(long, value_delimiter = ',', value_name = "A,B,...")]
     pub methods: Vec<String>,
-    /// How many images of the shapes data set to score on.
+    /// How many images of the shapes data set to score on (1 to 10000).
     #[arg(long, default_value_t = 500, value_name = "N")]
     pub n: usize,
     /// The data set's seed (default: the demo model's held-out split).
@@ -66,8 +70,8 @@ pub struct Args {
     /// Also run the cascading-randomisation sanity check of each method.
     #[arg(long)]
     pub sanity: bool,
-    /// How many of the images the sanity check runs on (the first ones of the sample).
-    #[arg(long, default_value_t = 32, value_name = "N")]
+    /// How many of the images the sanity check runs on (the first ones of the sample; only with --sanity).
+    #[arg(long, default_value_t = 32, value_name = "N", requires = "sanity")]
     pub sanity_images: usize,
 }
 
@@ -124,6 +128,13 @@ pub fn run(args: Args) -> Result<()> {
     };
     if args.n == 0 {
         return Err(UsageError("--n must be at least 1".into()).into());
+    }
+    if args.n > MAX_IMAGES {
+        return Err(UsageError(format!(
+            "--n {} is too many images: accepted are 1 to {MAX_IMAGES} (the whole sample is held in memory)",
+            args.n
+        ))
+        .into());
     }
     if args.batch == 0 {
         return Err(UsageError("--batch must be at least 1".into()).into());
