@@ -85,7 +85,7 @@ pub fn run(args: Args) -> Result<()> {
         overwrite: args.overwrite,
     };
     let index = write_report(&spec)?;
-    println!("report: {}", index.display());
+    crate::write_stdout(&format!("report: {}\n", index.display()))?;
     eprintln!("took {:.1} s", started.elapsed().as_secs_f64());
     Ok(())
 }

@@ -163,7 +163,7 @@ pub fn run(args: Args) -> Result<()> {
     }
     let text = if args.json { format!("{}\n", serde_json::to_string_pretty(&board)?) } else { board.markdown() };
     // A reader that closed the pipe early (`| head`) is no failure: there is nothing left to do.
-    crate::predict::write_stdout(&text)?;
+    crate::write_stdout(&text)?;
     Ok(())
 }
 
@@ -179,7 +179,7 @@ impl Sample {
     /// The first `n` images of the data set of `seed`.
     pub fn draw(seed: u64, n: usize, device: &Device) -> Result<Self> {
         let data = ShapesDataset::new(seed);
-        let batch = ShapesBatch::new(&data.samples(0..n as u64), &PixelNorm::keras_tf(), device)?;
+        let batch = ShapesBatch::new(&data.try_samples(0..n as u64)?, &PixelNorm::keras_tf(), device)?;
         let background = ShapesBatch::new(
             &ShapesDataset::new(BACKGROUND_SEED).samples(0..BACKGROUND_IMAGES as u64),
             &PixelNorm::keras_tf(),

@@ -6,7 +6,7 @@ use gaze_engine::layer_shapes;
 use serde::Serialize;
 
 use crate::model::ModelArgs;
-use crate::predict::write_stdout;
+use crate::write_stdout;
 
 #[derive(ClapArgs, Debug)]
 pub struct Args {

@@ -17,7 +17,10 @@ mod progress;
 mod report;
 mod weights;
 
+use std::io::Write as _;
 use std::process::ExitCode;
+
+use anyhow::{Context as _, Result};
 
 use clap::{Parser, Subcommand};
 
@@ -105,4 +108,17 @@ fn exit_code(e: &anyhow::Error) -> u8 {
         }
     }
     1
+}
+
+/// Writes `text` to stdout and flushes it. `Ok(false)` when the reader has closed the pipe (as
+/// `head` does once it has its lines): the command then stops quietly and succeeds, since what is
+/// left is for nobody; any other failure to write is an error.
+/// Every command prints through it.
+pub fn write_stdout(text: &str) -> Result<bool> {
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(false),
+        Err(e) => Err(e).context("writing to stdout"),
+    }
 }

@@ -1,9 +1,8 @@
 //! `gaze predict`: the top classes of each image.
 
-use std::io::Write as _;
 use std::path::PathBuf;
 
-use anyhow::{Context as _, Result};
+use anyhow::Result;
 use clap::Args as ClapArgs;
 use gaze_core::Target;
 use gaze_engine::ops::softmax_last_dim;
@@ -13,6 +12,7 @@ use serde::Serialize;
 use crate::explain::IMAGES_PER_CHUNK;
 use crate::input::{image_files, read_batch, Batch};
 use crate::model::ModelArgs;
+use crate::write_stdout;
 
 #[derive(ClapArgs, Debug)]
 pub struct Args {
@@ -74,19 +74,6 @@ pub fn run(args: Args) -> Result<()> {
         write_stdout(&format!("{}\n", serde_json::to_string_pretty(&out)?))?;
     }
     Ok(())
-}
-
-/// Writes `text` to stdout and flushes it. `Ok(false)` when the reader has closed the pipe (as
-/// `head` does once it has its lines): the command then stops quietly and succeeds, since what is
-/// left is for nobody; any other failure to write is an error. `gaze layers` and `gaze eval` print
-/// through it too.
-pub(crate) fn write_stdout(text: &str) -> Result<bool> {
-    let mut stdout = std::io::stdout().lock();
-    match stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()) {
-        Ok(()) => Ok(true),
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(false),
-        Err(e) => Err(e).context("writing to stdout"),
-    }
 }
 
 /// The top `top` classes of every image of `batch`, with every logit when `logits` is set.

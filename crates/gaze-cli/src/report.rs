@@ -154,7 +154,7 @@ pub fn run(args: Args) -> Result<()> {
         overwrite: args.overwrite,
     };
     let index = write_report(&spec)?;
-    println!("wrote {}", index.display());
+    crate::write_stdout(&format!("wrote {}\n", index.display()))?;
     Ok(())
 }
 

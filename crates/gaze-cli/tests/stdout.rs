@@ -82,6 +82,23 @@ fn eval_stops_quietly_when_the_reader_has_gone() {
 }
 
 #[test]
+fn explain_and_report_finish_their_files_when_the_reader_has_gone() {
+    let dir = scratch("stdout-explain");
+    let out = dir.join("explain");
+    let args =
+        ["explain", "--method", "saliency", "--top", "2", "--out", out.to_str().unwrap(), "assets/images/chelsea.png"];
+    let o = gaze_into_closed_pipe(&args, 0);
+    assert_quiet_success(&args, &o);
+    // Both pictures (top 2) are in place, and nothing else (no staging folder).
+    assert_eq!(std::fs::read_dir(&out).unwrap().count(), 2);
+    let page = dir.join("report");
+    let args = ["report", "--methods", "gradcam", "--out", page.to_str().unwrap(), "assets/images/chelsea.png"];
+    let o = gaze_into_closed_pipe(&args, 0);
+    assert_quiet_success(&args, &o);
+    assert!(page.join("index.html").exists());
+}
+
+#[test]
 #[cfg(target_os = "linux")]
 fn a_failed_write_is_an_error_not_a_panic() {
     // Writes to /dev/full fail with "no space left on device".

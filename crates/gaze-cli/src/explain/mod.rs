@@ -335,12 +335,11 @@ pub fn run(args: Args) -> Result<()> {
         maps,
         seconds: started.elapsed().as_secs_f64(),
     };
+    // The files are written: a reader that has gone away (`| head`) loses only the listing.
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&summary)?);
+        crate::write_stdout(&format!("{}\n", serde_json::to_string_pretty(&summary)?))?;
     } else {
-        for f in &summary.files {
-            println!("wrote {f}");
-        }
+        crate::write_stdout(&summary.files.iter().map(|f| format!("wrote {f}\n")).collect::<String>())?;
     }
     Ok(())
 }
