@@ -173,48 +173,16 @@ fn seeded_masks_drawn_per_batch_are_the_random_plans_masks() {
     assert_eq!(a.meta.options["masks"], "37");
 }
 
-/// [`Regional`] that refuses every forward pass after its first `passes`.
-struct Stops {
-    inner: Regional,
-    passes: std::cell::Cell<usize>,
-}
-
-impl TapModel for Stops {
-    fn forward_taps(&self, x: &Tensor, taps: &mut Taps) -> Result<Tensor> {
-        let left = self.passes.get();
-        if left == 0 {
-            return Err(gaze_core::Error::msg("stopped"));
-        }
-        self.passes.set(left - 1);
-        self.inner.forward_taps(x, taps)
-    }
-
-    fn layer_names(&self) -> Vec<String> {
-        self.inner.layer_names()
-    }
-
-    fn num_classes(&self) -> usize {
-        3
-    }
-
-    fn input_shape(&self) -> [usize; 3] {
-        [3, 24, 24]
-    }
-
-    fn device(&self) -> &Device {
-        &self.inner.device
-    }
-}
-
 /// A huge mask count used to draw every mask before the first forward pass (49 GB for 10⁹ masks
 /// on a 7 × 7 grid, and an abort); the masks are drawn a batch at a time, so the run reaches the
 /// model at once and stops where the model does.
 #[test]
 fn a_huge_mask_count_does_not_draw_every_mask_up_front() {
-    let m = Stops { inner: model(), passes: std::cell::Cell::new(3) };
+    let inner = model();
+    let m = gaze_testkit::StopAfter::new(&inner, 3);
     let x = images(1, 24, 24);
     let config = RiseConfig { masks: 1_000_000_000_000, batch: 4, ..RiseConfig::default() };
     let err = Rise::new(config).explain(&m, &x, &Target::classes([0])).unwrap_err().to_string();
     assert_eq!(err, "stopped");
-    assert_eq!(m.passes.get(), 0, "the run went through the model's passes before it stopped");
+    assert_eq!(m.left(), 0, "the run went through the model's passes before it stopped");
 }
