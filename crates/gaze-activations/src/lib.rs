@@ -112,6 +112,7 @@ impl Activations {
         input: &Tensor,
         target: &Target,
     ) -> Result<FeatureMaps> {
+        gaze_core::numeric::check_images(input)?;
         let cfg = &self.config;
         let request = ProbeRequest { record_layers: vec![cfg.layer.clone()], ..ProbeRequest::default() };
         let p = probe(model, input, target, &request)?;

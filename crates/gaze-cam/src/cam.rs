@@ -328,11 +328,8 @@ fn display_layers(maps: &LayerMaps, size: (usize, usize)) -> Result<Tensor> {
 
 /// `(N, C, H, W)` of a 4-D input; an error naming the shape otherwise.
 fn check_input(input: &Tensor) -> Result<(usize, usize, usize, usize)> {
-    input.dims4().map_err(|_| Error::Shape {
-        what: "CAM input".into(),
-        expected: "[N, C, H, W]".into(),
-        got: input.dims().to_vec(),
-    })
+    gaze_core::numeric::check_images(input)?;
+    Ok(input.dims4()?)
 }
 
 /// The targets resolved once on the unaugmented input, so that every augmentation explains the

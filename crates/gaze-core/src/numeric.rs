@@ -22,6 +22,37 @@ pub fn rel_max_abs_err(a: &Tensor, b: &Tensor) -> Result<f32> {
     Ok(if scale == 0.0 { diff } else { diff / scale })
 }
 
+/// Checks a batch of images as every method's `explain` takes it: `[N, C, H, W]` with at least one
+/// image of at least one channel and one pixel, a floating-point dtype, and only finite values (a
+/// NaN would otherwise pass through the models' ReLUs as 0 and give a normal-looking map).
+/// Returns `N`.
+pub fn check_images(input: &Tensor) -> Result<usize> {
+    let n = match input.dims() {
+        [n, c, h, w] if *n > 0 && *c > 0 && *h > 0 && *w > 0 => *n,
+        dims => {
+            return Err(Error::Shape {
+                what: "input".into(),
+                expected: "[N, C, H, W] with at least one image of at least 1×1".into(),
+                got: dims.to_vec(),
+            })
+        }
+    };
+    if !input.dtype().is_float() {
+        return Err(Error::InvalidOption {
+            option: "input dtype".into(),
+            value: format!("{:?}", input.dtype()),
+            expected: "a floating-point dtype (F32, or the model's dtype)".into(),
+        });
+    }
+    // One pass: a sum is finite unless some value is not (or finite values overflow it, which the
+    // exact count below then clears).
+    let sum = input.sum_all()?.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+    if !sum.is_finite() {
+        ensure_finite(input, "input")?;
+    }
+    Ok(n)
+}
+
 /// Counts NaN and infinite values; an error naming `what` when there are any.
 pub fn ensure_finite(t: &Tensor, what: &str) -> Result<()> {
     let v = t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
@@ -37,6 +68,28 @@ pub fn ensure_finite(t: &Tensor, what: &str) -> Result<()> {
 mod tests {
     use super::*;
     use candle_core::Device;
+
+    #[test]
+    fn images_must_be_a_finite_float_batch() {
+        let dev = Device::Cpu;
+        let ok = Tensor::ones((2, 3, 4, 5), DType::F32, &dev).unwrap();
+        assert_eq!(check_images(&ok).unwrap(), 2);
+        for dims in [vec![0, 3, 4, 4], vec![1, 3, 0, 4], vec![1, 0, 4, 4], vec![3, 4, 4]] {
+            let t = Tensor::zeros(dims.as_slice(), DType::F32, &dev).unwrap();
+            let e = check_images(&t).unwrap_err().to_string();
+            assert!(e.contains("[N, C, H, W] with at least one image"), "{dims:?}: {e}");
+        }
+        let e = check_images(&ok.to_dtype(DType::I64).unwrap()).unwrap_err().to_string();
+        assert!(e.contains("I64") && e.contains("floating-point"), "{e}");
+        let mut v = vec![0.5f32; 2 * 3 * 4 * 5];
+        v[7] = f32::NAN;
+        v[9] = f32::INFINITY;
+        let bad = Tensor::from_vec(v, (2, 3, 4, 5), &dev).unwrap();
+        assert!(check_images(&bad).unwrap_err().to_string().contains("input contains 2 NaN or infinite values"));
+        // Finite values whose sum overflows f32 are fine.
+        let big = Tensor::full(3e38f32, (1, 1, 2, 2), &dev).unwrap();
+        assert_eq!(check_images(&big).unwrap(), 1);
+    }
 
     #[test]
     fn relative_error_is_scaled_by_the_reference() {

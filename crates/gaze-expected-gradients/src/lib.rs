@@ -272,16 +272,7 @@ impl ExpectedGradients {
         input: &Tensor,
         target: &Target,
     ) -> Result<ExpectedGradientsOutput> {
-        let n = match input.dims() {
-            [n, _, ..] if *n > 0 => *n,
-            dims => {
-                return Err(Error::Shape {
-                    what: "input".into(),
-                    expected: "[N, C, H, W] with at least one image".into(),
-                    got: dims.to_vec(),
-                })
-            }
-        };
+        let n = gaze_core::numeric::check_images(input)?;
         let bg_count = self.background.dim(0).unwrap_or(0);
         if self.background.rank() == input.rank() && bg_count == 0 {
             return Err(Error::InvalidOption {

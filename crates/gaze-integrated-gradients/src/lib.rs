@@ -177,16 +177,9 @@ impl<M: TapModel + ?Sized> Explainer<M> for IntegratedGradients {
     }
 }
 
-/// The number of images of a batch `[N, ...]`; an error for a tensor with no batch or no image.
+/// The number of images of a batch ([`gaze_core::numeric::check_images`]).
 fn batch_size(input: &Tensor) -> Result<usize> {
-    match input.dims() {
-        [n, _, ..] if *n > 0 => Ok(*n),
-        dims => Err(Error::Shape {
-            what: "input".into(),
-            expected: "[N, C, H, W] with at least one image".into(),
-            got: dims.to_vec(),
-        }),
-    }
+    gaze_core::numeric::check_images(input)
 }
 
 /// The scored outputs `[N, K]` of a plain forward pass, `batch` images at a time.

@@ -228,6 +228,7 @@ impl Occlusion {
         input: &Tensor,
         target: &Target,
     ) -> Result<(Attribution, IncrementalReport)> {
+        gaze_core::numeric::check_images(input)?;
         let stages = checked_stages(model)?;
         let logits = full_forward(model, input)?;
         let mut shares = Shares::new(stages.len());
@@ -308,6 +309,7 @@ impl<M: TapModel + ?Sized> Explainer<M> for Occlusion {
     }
 
     fn explain(&self, model: &M, input: &Tensor, target: &Target) -> Result<Attribution> {
+        gaze_core::numeric::check_images(input)?;
         let logits = model.forward(input)?;
         self.run(input, target, &logits, false, |_, image, baseline, patches| {
             let (_, h, w) = image.dims3()?;

@@ -87,11 +87,8 @@ impl<M: TapModel + ?Sized> Explainer<M> for Rise {
     }
 
     fn explain(&self, model: &M, input: &Tensor, target: &Target) -> Result<Attribution> {
-        let (n, _, h, w) = input.dims4().map_err(|_| Error::Shape {
-            what: "RISE input".into(),
-            expected: "[N, C, H, W]".into(),
-            got: input.dims().to_vec(),
-        })?;
+        gaze_core::numeric::check_images(input)?;
+        let (n, _, h, w) = input.dims4()?;
         let cfg = &self.config;
         // An explicit plan is checked and used as it is; seeded masks are drawn chunk by chunk.
         let (mut draws, plan) = match &cfg.plan {

@@ -121,7 +121,7 @@ impl<M: TapModel + ?Sized> Explainer<M> for GuidedGradCam {
     /// ReLUs, down to the layer). Where the layer is not one of the model's cut points (inside a
     /// residual block), the Grad-CAM map runs the whole network again, as Captum does.
     fn explain(&self, model: &M, input: &Tensor, target: &Target) -> Result<Attribution> {
-        batch_size(input)?;
+        batch_size(input, target)?;
         let (_, _, h, w) = input.dims4().map_err(|_| Error::Shape {
             what: "input".into(),
             expected: "[N, C, H, W]".into(),

@@ -148,7 +148,7 @@ impl<M: TapModel + ?Sized> Explainer<M> for Gradient {
 
     /// One forward and `T` backward passes per chunk of `batch` images.
     fn explain(&self, model: &M, input: &Tensor, target: &Target) -> Result<Attribution> {
-        let n = batch_size(input)?;
+        let n = batch_size(input, target)?;
         let request = ProbeRequest::input().with_relu_mode(self.kind.relu_mode());
         let mut targets = Vec::with_capacity(n);
         let mut scores = Vec::new();
@@ -176,16 +176,16 @@ impl<M: TapModel + ?Sized> Explainer<M> for Gradient {
     }
 }
 
-/// The number of images of a batch `[N, ...]`; an error for a tensor with no batch or no image.
-pub(crate) fn batch_size(input: &Tensor) -> Result<usize> {
-    match input.dims() {
-        [n, _, ..] if *n > 0 => Ok(*n),
-        dims => Err(Error::Shape {
-            what: "input".into(),
-            expected: "[N, C, H, W] with at least one image".into(),
-            got: dims.to_vec(),
-        }),
+/// The number of images of a batch ([`gaze_core::numeric::check_images`]), and an error when
+/// `target` gives per-image lists for another number of images.
+pub(crate) fn batch_size(input: &Tensor, target: &Target) -> Result<usize> {
+    let n = gaze_core::numeric::check_images(input)?;
+    if let TargetSpec::PerImage(lists) = &target.spec {
+        if lists.len() != n {
+            return Err(Error::TargetBatchMismatch { got: lists.len(), batch: n });
+        }
     }
+    Ok(n)
 }
 
 /// The part of `target` that concerns the images of chunk `c`.
@@ -208,12 +208,7 @@ pub(crate) fn resolve_targets<M: TapModel + ?Sized>(
     target: &Target,
     batch: usize,
 ) -> Result<Vec<Vec<usize>>> {
-    let n = batch_size(input)?;
-    if let TargetSpec::PerImage(lists) = &target.spec {
-        if lists.len() != n {
-            return Err(Error::TargetBatchMismatch { got: lists.len(), batch: n });
-        }
-    }
+    let n = batch_size(input, target)?;
     let mut out = Vec::with_capacity(n);
     for c in chunks(n, batch)? {
         let outputs = scored(model, &c.of(input)?, &target.score)?;

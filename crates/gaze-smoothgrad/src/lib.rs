@@ -270,17 +270,8 @@ impl<M: ?Sized, E: Explainer<M>> Explainer<M> for SmoothGrad<E> {
     /// Costs the wrapped method's price for `N · samples` images, in chunks of `batch`, plus the
     /// price of fixing rank-based targets (`--top`, the top class) on the clean images.
     fn explain(&self, model: &M, input: &Tensor, target: &Target) -> Result<Attribution> {
+        let n = gaze_core::numeric::check_images(input)?;
         let dims = input.dims().to_vec();
-        let n = match dims.as_slice() {
-            [n, _, ..] if *n > 0 => *n,
-            _ => {
-                return Err(Error::Shape {
-                    what: "input".into(),
-                    expected: "[N, C, H, W] with at least one image".into(),
-                    got: dims,
-                })
-            }
-        };
         let (samples, plan) = self.plan(input)?;
         let sigmas = self.sigmas(input)?;
         let lists = match &target.spec {

@@ -1458,7 +1458,7 @@ fn operands(
         }
         None => Tensor::zeros(geom.cout, x.dtype(), x.device())?,
     };
-    same_dtype("conv2d", &[("input", x), ("weight", weight), ("bias", &bias)])?;
+    same_dtype("conv2d", &[("weight", weight), ("input", x), ("bias", &bias)])?;
     Ok((geom, x.contiguous()?, weight.contiguous()?, bias))
 }
 

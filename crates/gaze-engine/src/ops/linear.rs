@@ -195,7 +195,7 @@ pub fn linear(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Result<Tens
         }
         None => Tensor::zeros(out, x.dtype(), x.device())?,
     };
-    same_dtype("linear", &[("input", x), ("weight", weight), ("bias", &bias)])?;
+    same_dtype("linear", &[("weight", weight), ("input", x), ("bias", &bias)])?;
     if device::wanted(x) {
         return Ok(device_linear(x, weight, bias_given)?);
     }
@@ -224,7 +224,8 @@ fn device_linear(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> CResult<
     }
 }
 
-/// Fails unless every operand has the dtype of the first one.
+/// Fails unless every operand has the dtype of the first one (an op's weight comes first, so that
+/// an input of another dtype is the value the error names).
 pub(crate) fn same_dtype(op: &str, operands: &[(&str, &Tensor)]) -> Result<()> {
     let Some((_, first)) = operands.first() else {
         return Ok(());
@@ -234,7 +235,11 @@ pub(crate) fn same_dtype(op: &str, operands: &[(&str, &Tensor)]) -> Result<()> {
             return Err(Error::InvalidOption {
                 option: format!("{op} {name} dtype"),
                 value: format!("{:?}", t.dtype()),
-                expected: format!("{:?}, the dtype of the {}", first.dtype(), operands[0].0),
+                expected: format!(
+                    "{:?}, the dtype of the {} (a model computes in its weights' dtype: convert the input to it)",
+                    first.dtype(),
+                    operands[0].0
+                ),
             });
         }
     }

@@ -233,8 +233,8 @@ fn affine_operands(
     same_dtype(
         "batch_norm",
         &[
-            ("input", x),
             ("weight", weight),
+            ("input", x),
             ("bias", bias),
             ("running mean", running_mean),
             ("running variance", running_var),
