@@ -8,6 +8,10 @@ use gaze_core::{Error, Result};
 /// The Gaussian blur a bare `blur` baseline uses, in pixels.
 pub const DEFAULT_BLUR_SIGMA: f64 = 5.0;
 
+/// The largest blur sigma accepted, in pixels: the kernel spans `8 σ + 1` pixels per pass, so a
+/// larger one would cost minutes per image and blurs any image to its mean long before.
+pub const MAX_BLUR_SIGMA: f64 = 1000.0;
+
 /// The start of the integration path.
 #[derive(Clone, Debug, Default)]
 pub enum Baseline {
@@ -30,14 +34,14 @@ impl Baseline {
         let bad = || Error::InvalidOption {
             option: "--baseline".into(),
             value: text.into(),
-            expected: "zero, blur, blur:SIGMA (a positive number of pixels) or a tensor file".into(),
+            expected: format!("zero, blur, blur:SIGMA (a number of pixels in (0, {MAX_BLUR_SIGMA}]) or a tensor file"),
         };
         match text {
             "zero" => Ok(Baseline::Zero),
             "blur" => Ok(Baseline::Blur { sigma: DEFAULT_BLUR_SIGMA }),
             other => {
                 let sigma = other.strip_prefix("blur:").and_then(|s| s.parse::<f64>().ok()).ok_or_else(bad)?;
-                if sigma.is_finite() && sigma > 0.0 {
+                if sigma.is_finite() && sigma > 0.0 && sigma <= MAX_BLUR_SIGMA {
                     Ok(Baseline::Blur { sigma })
                 } else {
                     Err(bad())
@@ -90,11 +94,11 @@ impl fmt::Display for Baseline {
 /// radius `round(4 sigma)`, normalised to sum to one, over mirror-reflected borders (`d c b a | a b c
 /// d`). The sums run in `f64`; the result has the input's dtype and device.
 pub fn gaussian_blur(input: &Tensor, sigma: f64) -> Result<Tensor> {
-    if !(sigma.is_finite() && sigma > 0.0) {
+    if !(sigma.is_finite() && sigma > 0.0 && sigma <= MAX_BLUR_SIGMA) {
         return Err(Error::InvalidOption {
             option: "blur sigma".into(),
             value: sigma.to_string(),
-            expected: "a positive, finite number of pixels".into(),
+            expected: format!("a number of pixels in (0, {MAX_BLUR_SIGMA}]"),
         });
     }
     let (n, c, h, w) = input.dims4().map_err(|_| Error::Shape {
@@ -199,5 +203,13 @@ mod tests {
         assert!(matches!(Baseline::parse("blur:2").unwrap(), Baseline::Blur { sigma } if sigma == 2.0));
         let err = Baseline::parse("blur:-1").unwrap_err().to_string();
         assert!(err.contains("blur:-1") && err.contains("zero, blur"), "{err}");
+        // A sigma beyond the bound would allocate and run a kernel of 8σ + 1 taps.
+        for huge in ["blur:1e300", "blur:1000.5"] {
+            let err = Baseline::parse(huge).unwrap_err().to_string();
+            assert!(err.contains(huge) && err.contains("(0, 1000]"), "{err}");
+        }
+        assert!(Baseline::parse("blur:1000").is_ok());
+        let err = gaussian_blur(&x, 1e300).unwrap_err().to_string();
+        assert!(err.contains("(0, 1000]"), "{err}");
     }
 }

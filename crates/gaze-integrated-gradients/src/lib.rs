@@ -26,7 +26,7 @@ use candle_core::{DType, Tensor};
 use gaze_core::{select, Attribution, AttributionMeta, Error, Explainer, Resolution, Result, Score, Target};
 use gaze_engine::{chunks, map_chunks, probe, scored_outputs, ProbeRequest, TapModel};
 
-pub use baseline::{gaussian_blur, Baseline, DEFAULT_BLUR_SIGMA};
+pub use baseline::{gaussian_blur, Baseline, DEFAULT_BLUR_SIGMA, MAX_BLUR_SIGMA};
 pub use quadrature::{gauss_legendre, Quadrature, MAX_STEPS};
 
 /// The command-line name of the method.

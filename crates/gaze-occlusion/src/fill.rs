@@ -52,22 +52,27 @@ impl Fill {
     /// The blur's standard deviation when `blur` is given without one.
     pub const DEFAULT_BLUR_SIGMA: f64 = 5.0;
 
+    /// The largest blur sigma accepted, in pixels: the kernel spans `8 σ + 1` pixels per pass, so a
+    /// larger one would cost minutes per image and blurs any image to its mean long before.
+    pub const MAX_BLUR_SIGMA: f64 = 1000.0;
+
     /// Parses `--fill`: a number, comma-separated numbers (one per channel), `mean`, `blur` or
     /// `blur:SIGMA`.
     pub fn parse(text: &str) -> Result<Self> {
-        let bad = || Error::InvalidOption {
+        let bad = || {
+            Error::InvalidOption {
             option: "--fill".into(),
             value: text.into(),
             expected:
-                "a number, one number per channel (comma-separated), `mean`, `blur` or `blur:SIGMA` with SIGMA > 0"
-                    .into(),
+                format!("a number, one number per channel (comma-separated), `mean`, `blur` or `blur:SIGMA` with SIGMA in (0, {}]", Self::MAX_BLUR_SIGMA),
+        }
         };
         let finite = |s: &str| s.trim().parse::<f64>().ok().filter(|v| v.is_finite());
         match text.trim() {
             "mean" => Ok(Fill::Mean),
             "blur" => Ok(Fill::Blur { sigma: Self::DEFAULT_BLUR_SIGMA }),
             t if t.starts_with("blur:") => match finite(&t[5..]) {
-                Some(sigma) if sigma > 0.0 => Ok(Fill::Blur { sigma }),
+                Some(sigma) if sigma > 0.0 && sigma <= Self::MAX_BLUR_SIGMA => Ok(Fill::Blur { sigma }),
                 _ => Err(bad()),
             },
             t if t.contains(',') => {
@@ -111,11 +116,11 @@ impl Fill {
                 .to_dtype(dtype)?
                 .contiguous()?,
             Fill::Blur { sigma } => {
-                if !(sigma.is_finite() && *sigma > 0.0) {
+                if !(sigma.is_finite() && *sigma > 0.0 && *sigma <= Self::MAX_BLUR_SIGMA) {
                     return Err(Error::InvalidOption {
                         option: "--fill".into(),
                         value: self.to_string(),
-                        expected: "a blur with a positive, finite sigma".into(),
+                        expected: format!("a blur with a sigma in (0, {}] pixels", Self::MAX_BLUR_SIGMA),
                     });
                 }
                 let data = input.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?;
@@ -196,10 +201,13 @@ mod tests {
         assert!(matches!(Fill::parse("blur").unwrap(), Fill::Blur { sigma } if sigma == 5.0));
         assert!(matches!(Fill::parse("blur:2").unwrap(), Fill::Blur { sigma } if sigma == 2.0));
         assert!(matches!(Fill::parse("1,2,3").unwrap(), Fill::PerChannel(v) if v == [1.0, 2.0, 3.0]));
-        for bad in ["grey", "blur:-1", "1,x", "nan"] {
+        for bad in ["grey", "blur:-1", "1,x", "nan", "blur:1e300", "blur:1001"] {
             let e = Fill::parse(bad).unwrap_err().to_string();
             assert!(e.contains(&format!("`{bad}`")) && e.contains("--fill"), "{e}");
         }
+        let x = Tensor::zeros((1, 1, 4, 4), DType::F32, &Device::Cpu).unwrap();
+        let e = Fill::Blur { sigma: 1e300 }.baseline(&x).unwrap_err().to_string();
+        assert!(e.contains("(0, 1000]"), "{e}");
     }
 
     #[test]
