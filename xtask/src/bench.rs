@@ -109,6 +109,7 @@ pub fn run(root: &Path, args: &Args) -> Result<()> {
         Some(t) => t,
         None => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
     };
+    check_args(args)?;
     let out_dir = root.join("target").join("bench");
     fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
     if args.report_only {
@@ -129,6 +130,26 @@ pub fn run(root: &Path, args: &Args) -> Result<()> {
     }
     update_doc(root, &out_dir)?;
     println!("bench: results in target/bench, tables in docs/benchmarks.md");
+    Ok(())
+}
+
+/// Checks the options that concern what runs, before the first suite runs rather than when the
+/// run reaches them.
+fn check_args(args: &Args) -> Result<()> {
+    let side_by_side = args.peers || args.peers_only;
+    if args.report_only && (side_by_side || !args.models.is_empty()) {
+        bail!("--report-only rewrites docs/benchmarks.md from the results already in target/bench; it runs nothing, so --peers, --peers-only and --models do not apply");
+    }
+    if !args.models.is_empty() && !side_by_side {
+        bail!("--models chooses the models of the side-by-side run; add --peers or --peers-only");
+    }
+    chosen_models(&args.models)?;
+    if args.runs == Some(0) {
+        bail!("--runs 0: give at least 1 timed run");
+    }
+    if args.batches.contains(&0) {
+        bail!("--batches: a batch size of 0; give sizes of 1 or more, or --no-sweep");
+    }
     Ok(())
 }
 
@@ -1215,6 +1236,34 @@ mod tests {
         assert_eq!(names(&["xception", "vgg16"]), ["vgg16", "xception"]);
         let err = chosen_models(&["alexnet".into()]).unwrap_err().to_string();
         assert!(err.contains("`alexnet`") && err.contains("vgg16, resnet50, xception"), "{err}");
+    }
+
+    #[test]
+    fn options_that_cannot_apply_fail_before_anything_runs() {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            args: Args,
+        }
+        let check = |line: &str| {
+            let cli = <Cli as clap::Parser>::try_parse_from(std::iter::once("bench").chain(line.split_whitespace()));
+            check_args(&cli.expect("the options parse").args).map_err(|e| e.to_string())
+        };
+        let cases = [
+            ("--models nosuch --peers-only", "unknown model `nosuch`"),
+            ("--models vgg16", "add --peers or --peers-only"),
+            ("--report-only --models vgg16", "--report-only rewrites"),
+            ("--report-only --peers", "--report-only rewrites"),
+            ("--peers --runs 0", "--runs 0"),
+            ("--peers-only --batches 1,0", "a batch size of 0"),
+        ];
+        for (line, message) in cases {
+            let err = check(line).unwrap_err();
+            assert!(err.contains(message), "{line}: {err}");
+        }
+        for line in ["", "--report-only", "--peers-only --models xception --quick", "--suite ops"] {
+            assert_eq!(check(line), Ok(()), "{line}");
+        }
     }
 
     #[test]

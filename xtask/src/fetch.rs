@@ -33,14 +33,20 @@ pub struct Args {
     models: Vec<String>,
 }
 
+/// The models whose weights `fetch-weights` downloads (every model but the embedded demo CNN).
+fn fetchable() -> Vec<&'static str> {
+    ModelKind::ALL.iter().filter(|k| k.hub_weights().is_some()).map(|k| k.name()).collect()
+}
+
 pub fn run(args: &Args) -> Result<()> {
     let cache = cli_weights::hub_cache_dir()
         .context("cannot tell where the Hugging Face cache is: set HF_HOME (or HF_HUB_CACHE, or HOME)")?;
     let endpoint = std::env::var("HF_ENDPOINT").ok().filter(|e| !e.is_empty());
     for name in &args.models {
-        let kind: ModelKind = name.parse()?;
+        let kind: ModelKind =
+            name.parse().map_err(|_| anyhow::anyhow!("unknown model `{name}`; valid: {}", fetchable().join(", ")))?;
         let Some(hub) = kind.hub_weights() else {
-            bail!("`{name}` has no weights on the hub (its weights are embedded); valid: vgg16, resnet50, xception");
+            bail!("`{name}` has no weights on the hub (its weights are embedded); valid: {}", fetchable().join(", "));
         };
         let path = fetch(&hub, &cache, endpoint.as_deref())?;
         let found = cli_weights::find_in_cache(&cache, &hub)

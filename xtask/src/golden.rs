@@ -62,6 +62,12 @@ fn check_groups(only: &[String]) -> Result<Vec<String>> {
         }
         out.push(name.to_string());
     }
+    if !only.is_empty() && out.is_empty() {
+        bail!(
+            "--only names no fixture group; valid groups: {} (leave --only out to regenerate them all)",
+            GROUPS.join(", ")
+        );
+    }
     Ok(out)
 }
 
@@ -259,6 +265,10 @@ mod tests {
         assert!(err.contains("`camm`"), "{err}");
         assert!(err.contains("ops, models, cam, grad, shap, preprocess"), "{err}");
         assert_eq!(check_groups(&["cam".into(), " grad ".into()]).unwrap(), ["cam", "grad"]);
+        // `--only ,` names no group: an error, not every group.
+        let err = check_groups(&["".into(), " ".into()]).unwrap_err().to_string();
+        assert!(err.contains("--only names no fixture group"), "{err}");
+        assert!(check_groups(&[]).unwrap().is_empty());
     }
 
     #[test]

@@ -169,6 +169,7 @@ fn models_without_hub_weights_are_refused() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("valid: vgg16, resnet50, xception"));
     let out = fetch_weights(&home, "http://127.0.0.1:9", "alexnet");
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("alexnet"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("unknown model `alexnet`; valid: vgg16, resnet50, xception"), "{stderr}");
     std::fs::remove_dir_all(&home).ok();
 }
