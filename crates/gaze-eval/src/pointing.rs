@@ -38,13 +38,17 @@ impl PointingGame {
         }
         let maps = HostMaps::read(maps, "maps")?;
         let masks = HostMasks::read(masks, &maps)?;
-        let reach = self.tolerance.floor() as isize;
-        let tol2 = self.tolerance * self.tolerance;
+        // No offset reaches further than the map's diagonal, so a huge tolerance is clamped to it
+        // (every pixel is then near every other) rather than listing (2r + 1)² offsets.
+        let (h, w) = (maps.h as isize, maps.w as isize);
+        let diagonal = ((h * h + w * w) as f32).sqrt().ceil();
+        let tolerance = self.tolerance.min(diagonal);
+        let reach = tolerance.floor() as isize;
+        let tol2 = tolerance * tolerance;
         let offsets: Vec<(isize, isize)> = (-reach..=reach)
             .flat_map(|dy| (-reach..=reach).map(move |dx| (dy, dx)))
             .filter(|&(dy, dx)| ((dy * dy + dx * dx) as f32) <= tol2)
             .collect();
-        let (h, w) = (maps.h as isize, maps.w as isize);
         let mut values = Vec::with_capacity(maps.n * maps.t);
         for n in 0..maps.n {
             for t in 0..maps.t {
@@ -140,6 +144,14 @@ mod tests {
         let at = |tolerance| PointingGame { tolerance }.score(&near, &mask).unwrap().values[0];
         assert_eq!(at(1.9), 0.0);
         assert_eq!(at(2.0), 1.0);
+        // A tolerance beyond the map's diagonal reaches every pixel, without listing its offsets.
+        let far_corner = {
+            let mut v = vec![0f32; 64];
+            v[63] = 1.0;
+            tensor(v, &[1, 8, 8])
+        };
+        let huge = PointingGame { tolerance: 1e30 }.score(&far_corner, &mask).unwrap();
+        assert_eq!(huge.values, vec![1.0]);
     }
 
     #[test]
