@@ -96,7 +96,40 @@ impl Preprocess {
 
     /// Resizes and normalises: the model input `[3, H, W]`.
     pub fn apply(&self, image: &RgbImage, device: &Device) -> Result<Tensor> {
+        self.validate()?;
+        if image.width() == 0 || image.height() == 0 {
+            return Err(Error::Shape {
+                what: "preprocessed image".into(),
+                expected: "an image of at least 1×1 pixels".into(),
+                got: vec![image.height() as usize, image.width() as usize],
+            });
+        }
         self.normalize(&self.resize(image), device)
+    }
+
+    /// Checks the sizes and statistics: every size in `1..=`[`MAX_IMAGE_SIDE`], the standard
+    /// deviations positive and finite. The built-in preprocessings
+    /// pass; [`apply`](Preprocess::apply) checks a hand-made one first ([`resize`](Preprocess::resize)
+    /// assumes a valid one).
+    pub fn validate(&self) -> Result<()> {
+        let bad = |option: &str, value: String, expected: String| {
+            Err(Error::InvalidOption { option: format!("preprocessing {option}"), value, expected })
+        };
+        let sizes: &[(&str, u32)] = match self {
+            Preprocess::Torchvision { resize, crop, .. } => &[("resize", *resize), ("crop", *crop)],
+            Preprocess::Caffe { size } | Preprocess::Tf { size } => &[("size", *size)],
+        };
+        for &(name, v) in sizes {
+            if v == 0 || v > MAX_IMAGE_SIDE {
+                return bad(name, v.to_string(), format!("a side of 1 to {MAX_IMAGE_SIDE} pixels"));
+            }
+        }
+        if let Preprocess::Torchvision { std, .. } = self {
+            if let Some(s) = std.iter().find(|s| !(s.is_finite() && **s > 0.0)) {
+                return bad("std", s.to_string(), "positive, finite standard deviations".into());
+            }
+        }
+        Ok(())
     }
 }
 

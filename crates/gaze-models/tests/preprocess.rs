@@ -104,3 +104,27 @@ fn centre_crops_round_half_to_even_like_python() {
     assert_eq!(out.dimensions(), (224, 224));
     assert_eq!(out.get_pixel(0, 0).0[0], 16);
 }
+
+#[test]
+fn hand_made_preprocessings_and_empty_images_are_refused_by_apply() {
+    let dev = Device::Cpu;
+    let image = image::RgbImage::new(8, 8);
+    for (pre, message) in [
+        (Preprocess::Caffe { size: u32::MAX }, "`4294967295` for preprocessing size; expected a side of 1 to 16384"),
+        (Preprocess::Tf { size: 0 }, "`0` for preprocessing size"),
+        (
+            Preprocess::Torchvision { resize: 0, crop: 224, mean: [0.0; 3], std: [1.0; 3] },
+            "`0` for preprocessing resize",
+        ),
+        (
+            Preprocess::Torchvision { resize: 256, crop: 224, mean: [0.0; 3], std: [1.0, 0.0, 1.0] },
+            "`0` for preprocessing std",
+        ),
+    ] {
+        let err = pre.apply(&image, &dev).unwrap_err().to_string();
+        assert!(err.contains(message), "{pre:?}: {err}");
+    }
+    assert!(Preprocess::imagenet_torchvision().validate().is_ok());
+    let err = Preprocess::Tf { size: 299 }.apply(&image::RgbImage::new(0, 0), &dev).unwrap_err().to_string();
+    assert!(err.contains("at least 1×1"), "{err}");
+}
