@@ -121,7 +121,7 @@ pub fn fade(image: &RgbImage, opacity: f32) -> Result<RgbImage> {
 /// does), shown at `opacity` over white ([`fade`]).
 /// SHAP's `image_plot` uses an opacity of 0.15.
 pub fn grayscale_underlay(image: &RgbImage, opacity: f32) -> Result<RgbImage> {
-    let gray = colorize(&Map::luminance(image), Colormap::Gray, &Normalize::MinMax)?;
+    let gray = colorize(&Map::luminance(image)?, Colormap::Gray, &Normalize::MinMax)?;
     fade(&rgba_to_rgb(&gray, Rgb([255, 255, 255])), opacity)
 }
 

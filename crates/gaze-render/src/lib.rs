@@ -56,7 +56,7 @@ pub use figure::{
     colorbar, grid, grid_figure, grid_maps, paste, Colorbar, Figure, FigureStyle, GridOptions, MapGridOptions, Panel,
     Scale,
 };
-pub use map::{Map, Reduction, Sign};
+pub use map::{Map, Reduction, Sign, MAX_MAP_VALUES};
 pub use normalize::{percentile, Limits, Normalize};
 pub use output::{save_png, write_atomic, WriteOptions};
 pub use plot::{line_chart, LineChart, Series, XScale};

@@ -47,10 +47,11 @@ pub enum Sign {
 impl Map {
     /// A map of `height` rows and `width` columns from its values, row by row.
     pub fn new(values: Vec<f32>, (height, width): (usize, usize)) -> Result<Map> {
-        if height == 0 || width == 0 || values.len() != height * width {
+        check_size(height, width)?;
+        if values.len() != height * width {
             return Err(Error::Shape {
                 what: "map values".into(),
-                expected: format!("{height}×{width} = {} values, with both sides at least 1", height * width),
+                expected: format!("{height}×{width} = {} values", height * width),
                 got: vec![values.len()],
             });
         }
@@ -59,6 +60,7 @@ impl Map {
 
     /// A map of `(height, width)` filled with `value`.
     pub fn filled(value: f32, (height, width): (usize, usize)) -> Result<Map> {
+        check_size(height, width)?;
         Map::new(vec![value; height * width], (height, width))
     }
 
@@ -84,8 +86,9 @@ impl Map {
         (channels, height, width): (usize, usize, usize),
         reduction: Reduction,
     ) -> Result<Map> {
+        check_size(height, width)?;
         let plane = height * width;
-        if channels == 0 || values.len() != channels * plane {
+        if channels == 0 || channels.checked_mul(plane) != Some(values.len()) {
             return Err(Error::Shape {
                 what: "channel map values".into(),
                 expected: format!("{channels}×{height}×{width} values with at least one channel"),
@@ -158,12 +161,12 @@ impl Map {
 
     /// The luminance of an RGB image in `[0, 1]`, with the weights SHAP's `image_plot` uses
     /// (`0.2989 R + 0.5870 G + 0.1140 B`, those of MATLAB's `rgb2gray`).
-    pub fn luminance(image: &RgbImage) -> Map {
+    pub fn luminance(image: &RgbImage) -> Result<Map> {
         let values = image
             .pixels()
             .map(|p| (0.2989 * f32::from(p[0]) + 0.5870 * f32::from(p[1]) + 0.1140 * f32::from(p[2])) / 255.0)
             .collect();
-        Map { values, height: image.height() as usize, width: image.width() as usize }
+        Map::new(values, (image.height() as usize, image.width() as usize))
     }
 
     /// The values, row by row.
@@ -257,12 +260,17 @@ impl Map {
     }
 }
 
+/// The most values a map holds (4 GiB of `f32`).
+pub const MAX_MAP_VALUES: usize = 1 << 30;
+
+/// An error unless a map of `height × width` has both sides at least 1 and at most
+/// [`MAX_MAP_VALUES`] values.
 fn check_size(height: usize, width: usize) -> Result<()> {
-    if height == 0 || width == 0 {
+    if height == 0 || width == 0 || height.checked_mul(width).is_none_or(|n| n > MAX_MAP_VALUES) {
         return Err(Error::InvalidOption {
-            option: "output size".into(),
+            option: "map size".into(),
             value: format!("{height}×{width}"),
-            expected: "a height and width of at least 1".into(),
+            expected: format!("a height and width of at least 1 and at most {MAX_MAP_VALUES} values"),
         });
     }
     Ok(())
@@ -298,6 +306,21 @@ mod tests {
         let err = Map::new(vec![0.0; 5], (2, 3)).unwrap_err().to_string();
         assert!(err.contains("2×3 = 6 values"), "{err}");
         assert!(Map::new(vec![], (0, 0)).is_err());
+    }
+
+    #[test]
+    fn sizes_that_overflow_or_are_empty_are_errors_not_panics() {
+        for size in [(usize::MAX, 2), (1 << 40, 1 << 40), (0, 3)] {
+            let err = Map::new(vec![], size).unwrap_err().to_string();
+            assert!(err.contains("map size"), "{size:?}: {err}");
+            assert!(Map::filled(0.0, size).is_err(), "{size:?}");
+            assert!(Map::filled(0.0, (2, 2)).unwrap().resize_bilinear(size).is_err(), "{size:?}");
+        }
+        for dims in [(2, 0, 0), (1, 0, 5), (usize::MAX, 2, 2)] {
+            assert!(Map::reduce_channels(&[], dims, Reduction::Sum).is_err(), "{dims:?}");
+        }
+        assert!(Map::luminance(&RgbImage::new(0, 0)).is_err());
+        assert_eq!(Map::luminance(&RgbImage::new(3, 2)).unwrap().size(), (2, 3));
     }
 
     #[test]
