@@ -58,7 +58,10 @@ impl RiseConfig {
     /// from the seed, every mask at once ([`Rise`] itself draws seeded masks a batch at a time).
     pub fn plan(&self, size: (usize, usize)) -> Result<MaskPlan> {
         match &self.plan {
-            Some(plan) if plan.size == size => Ok(plan.clone()),
+            // A plan's fields are public: it is checked again as `MaskPlan::new` checks one.
+            Some(plan) if plan.size == size => {
+                MaskPlan::new(plan.grid, plan.keep, plan.size, plan.cells.clone(), plan.shifts.clone())
+            }
             Some(plan) => Err(Error::InvalidOption {
                 option: "RISE mask plan".into(),
                 value: format!("masks of {:?}", plan.size),

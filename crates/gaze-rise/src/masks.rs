@@ -168,6 +168,8 @@ fn tap(o: usize, cell: usize, s: usize) -> (usize, usize, f64) {
 
 /// The size of one grid cell in pixels, `ceil(H / s) × ceil(W / s)`.
 pub fn cell_size(grid: usize, size: (usize, usize)) -> (usize, usize) {
+    // A grid of 0 is refused wherever a plan is made; here it counts as 1 rather than dividing by 0.
+    let grid = grid.max(1);
     (size.0.div_ceil(grid), size.1.div_ceil(grid))
 }
 

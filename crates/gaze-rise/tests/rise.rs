@@ -152,6 +152,18 @@ fn bad_options_name_the_value() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("(8, 8)") && e.contains("(24, 24)"), "{e}");
+    // A plan edited through its public fields is checked again, not trusted.
+    let mut plan = MaskPlan::random(2, 4, 0.5, (24, 24), 0).unwrap();
+    plan.cells.truncate(5);
+    let e = Rise::new(RiseConfig { plan: Some(plan.clone()), ..RiseConfig::default() })
+        .explain(&m, &x, &t)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("5 cells for 2 shifts"), "{e}");
+    let mut plan = MaskPlan::random(2, 4, 0.5, (24, 24), 0).unwrap();
+    plan.keep = 0.0;
+    let e = Rise::new(RiseConfig { plan: Some(plan), ..RiseConfig::default() }).explain(&m, &x, &t).unwrap_err();
+    assert!(e.to_string().contains("--keep"), "{e}");
     let e = Rise::new(RiseConfig { masks: 3, batch: 0, ..RiseConfig::default() })
         .explain(&m, &x, &t)
         .unwrap_err()
