@@ -39,6 +39,56 @@ pub struct FigureStyle {
     pub heading: TextStyle,
 }
 
+/// The longest side of a picture gaze-render draws, in pixels.
+pub const MAX_PICTURE_SIDE: u64 = 1 << 15;
+/// The largest text size, in pixels.
+pub const MAX_TEXT_SIZE: f32 = 512.0;
+/// The largest padding, colour-bar thickness and zoom.
+pub const MAX_SPACING: u32 = 1 << 10;
+
+/// `(width, height)` as `u32` when neither side passes [`MAX_PICTURE_SIDE`]; an error naming
+/// `what` and the size otherwise (a size computed from absurd options, rather than an overflow
+/// or an allocation that aborts).
+pub(crate) fn picture_size(width: u64, height: u64, what: &str) -> Result<(u32, u32)> {
+    if width == 0 || height == 0 || width > MAX_PICTURE_SIDE || height > MAX_PICTURE_SIDE {
+        return Err(Error::InvalidOption {
+            option: format!("the size of {what}"),
+            value: format!("{width}×{height} pixels"),
+            expected: format!("sides of 1 to {MAX_PICTURE_SIDE} pixels (check the sizes, zoom and padding asked for)"),
+        });
+    }
+    Ok((width as u32, height as u32))
+}
+
+/// An error unless `value` is at most `most` (an option that sets a picture's size).
+pub(crate) fn at_most(option: &str, value: u32, most: u32) -> Result<()> {
+    if value > most {
+        return Err(Error::InvalidOption {
+            option: option.into(),
+            value: value.to_string(),
+            expected: format!("at most {most} pixels"),
+        });
+    }
+    Ok(())
+}
+
+impl FigureStyle {
+    /// An error naming a padding above [`MAX_SPACING`] or a text size outside `(0, MAX_TEXT_SIZE]`.
+    pub fn validate(&self) -> Result<()> {
+        at_most("figure padding", self.pad, MAX_SPACING)?;
+        for (name, t) in [("text size", &self.text), ("heading size", &self.heading)] {
+            if !(t.size > 0.0 && t.size <= MAX_TEXT_SIZE) {
+                return Err(Error::InvalidOption {
+                    option: format!("figure {name}"),
+                    value: t.size.to_string(),
+                    expected: format!("a size in (0, {MAX_TEXT_SIZE}] pixels"),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
 impl Default for FigureStyle {
     fn default() -> Self {
         FigureStyle {
@@ -123,6 +173,7 @@ impl Figure {
             return Err(Error::msg("a figure needs at least one panel; every row is empty"));
         }
         let style = &self.style;
+        style.validate()?;
         let pad = style.pad;
         let title_h = text::measure("Ag", style.text.size).1;
         let mut col_w = vec![0u32; columns];
@@ -141,9 +192,10 @@ impl Figure {
                 (top, tallest)
             })
             .collect();
-        let grid_w = col_w.iter().sum::<u32>() + pad * (columns as u32 - 1);
-        let grid_h =
-            row_layout.iter().map(|(t, h)| t + h).sum::<u32>() + pad * (self.rows.len() as u32).saturating_sub(1);
+        let grid_w = col_w.iter().map(|&w| u64::from(w)).sum::<u64>() + u64::from(pad) * (columns as u64 - 1);
+        let grid_h = row_layout.iter().map(|&(t, h)| u64::from(t) + u64::from(h)).sum::<u64>()
+            + u64::from(pad) * (self.rows.len() as u64).saturating_sub(1);
+        let (grid_w, grid_h) = picture_size(grid_w, grid_h, "the figure's panels")?;
 
         let heading_h = match &self.title {
             Some(_) => text::measure("Ag", style.heading.size).1 + pad,
@@ -155,8 +207,11 @@ impl Figure {
         };
         let bar_h = bar.as_ref().map(|b| b.height() + pad).unwrap_or(0);
         let content_w = grid_w.max(bar.as_ref().map(|b| b.width()).unwrap_or(0));
-        let width = content_w + 2 * pad;
-        let height = heading_h + grid_h + bar_h + 2 * pad;
+        let (width, height) = picture_size(
+            u64::from(content_w) + 2 * u64::from(pad),
+            u64::from(heading_h) + u64::from(grid_h) + u64::from(bar_h) + 2 * u64::from(pad),
+            "the figure",
+        )?;
         let mut out = RgbaImage::from_pixel(width, height, style.background);
 
         if let Some(title) = &self.title {
@@ -191,7 +246,9 @@ impl Figure {
 /// Blends `src` over `dst` with its top-left corner at `(x, y)`; parts outside `dst` are clipped.
 pub fn paste(dst: &mut RgbaImage, src: &RgbaImage, x: u32, y: u32) {
     for (sx, sy, p) in src.enumerate_pixels() {
-        let (dx, dy) = (x + sx, y + sy);
+        let (Some(dx), Some(dy)) = (x.checked_add(sx), y.checked_add(sy)) else {
+            continue;
+        };
         if dx < dst.width() && dy < dst.height() {
             let d = dst.get_pixel_mut(dx, dy);
             if p[3] == 255 {
@@ -217,6 +274,16 @@ pub fn colorbar(cb: &Colorbar, width: u32, style: &FigureStyle) -> Result<RgbaIm
             expected: "finite limits with low ≤ high".into(),
         });
     }
+    style.validate()?;
+    at_most("colour bar thickness", cb.thickness, MAX_SPACING)?;
+    if cb.ticks > 100 {
+        return Err(Error::InvalidOption {
+            option: "colour bar ticks".into(),
+            value: cb.ticks.to_string(),
+            expected: "at most 100 ticks".into(),
+        });
+    }
+    picture_size(u64::from(width.max(1)), 1, "the colour bar")?;
     let size = style.text.size;
     let (ticks, scale) = ticks(low, high, cb.ticks.max(2));
     let labels: Vec<String> = ticks.iter().map(|t| t.1.clone()).collect();
@@ -428,6 +495,7 @@ pub fn grid_maps(maps: &[Map], labels: Option<&[String]>, opts: &MapGridOptions)
             expected: "a zoom of at least 1".into(),
         });
     }
+    at_most("zoom", opts.zoom, MAX_SPACING)?;
     let shared = match opts.scale {
         Scale::Shared => {
             let all: Vec<f32> = maps.iter().flat_map(|m| m.values().iter().copied()).collect();
@@ -457,6 +525,39 @@ pub fn grid_maps(maps: &[Map], labels: Option<&[String]>, opts: &MapGridOptions)
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn absurd_sizes_are_errors_not_overflows_or_aborts() {
+        let tile = RgbaImage::new(4, 4);
+        let mut opts = GridOptions::default();
+        opts.style.pad = u32::MAX;
+        let e = grid(std::slice::from_ref(&tile), None, &opts).unwrap_err().to_string();
+        assert!(e.contains("figure padding") && e.contains("at most 1024"), "{e}");
+        let mut opts = GridOptions::default();
+        opts.style.text.size = 1e9;
+        let e = grid(std::slice::from_ref(&tile), Some(&["t".to_string()]), &opts).unwrap_err().to_string();
+        assert!(e.contains("figure text size"), "{e}");
+        // Many wide tiles in one row: the figure's width passes the largest side.
+        let wide = RgbaImage::new(30_000, 1);
+        let opts = GridOptions { cols: Some(2), ..GridOptions::default() };
+        let e = grid(&[wide.clone(), wide], None, &opts).unwrap_err().to_string();
+        assert!(e.contains("the size of the figure's panels"), "{e}");
+        let style = FigureStyle::default();
+        let mut cb = Colorbar::new(Colormap::Viridis, Limits::new(0.0, 1.0));
+        cb.thickness = u32::MAX;
+        assert!(colorbar(&cb, 200, &style).unwrap_err().to_string().contains("thickness"));
+        let mut cb = Colorbar::new(Colormap::Viridis, Limits::new(0.0, 1.0));
+        cb.ticks = usize::MAX;
+        assert!(colorbar(&cb, 200, &style).unwrap_err().to_string().contains("ticks"));
+        assert!(colorbar(&Colorbar::new(Colormap::Viridis, Limits::new(0.0, 1.0)), u32::MAX, &style).is_err());
+        let maps = [Map::filled(1.0, (2, 2)).unwrap()];
+        let opts = MapGridOptions { zoom: u32::MAX, ..MapGridOptions::default() };
+        assert!(grid_maps(&maps, None, &opts).unwrap_err().to_string().contains("zoom"));
+        // Pasting far outside is clipped, not an overflow.
+        let mut dst = RgbaImage::new(2, 2);
+        paste(&mut dst, &tile, u32::MAX - 1, 0);
+        assert_eq!(dst, RgbaImage::new(2, 2));
+    }
 
     #[test]
     fn ticks_fall_on_round_values() {

@@ -54,7 +54,7 @@ pub use draw::{
 };
 pub use figure::{
     colorbar, grid, grid_figure, grid_maps, paste, Colorbar, Figure, FigureStyle, GridOptions, MapGridOptions, Panel,
-    Scale,
+    Scale, MAX_PICTURE_SIDE, MAX_SPACING, MAX_TEXT_SIZE,
 };
 pub use map::{Map, Reduction, Sign, MAX_MAP_VALUES};
 pub use normalize::{percentile, Limits, Normalize};

@@ -109,6 +109,7 @@ impl Frame {
 /// Errors when there is no finite point to draw, a value is not finite, an x is not above zero on
 /// a logarithmic axis, a y is negative, or the picture is too small for its margins.
 pub fn line_chart(chart: &LineChart) -> Result<RgbaImage> {
+    crate::figure::picture_size(u64::from(chart.width), u64::from(chart.height), "the chart")?;
     let points = chart.series.iter().flat_map(|s| s.points.iter().map(move |p| (s, *p)));
     let mut count = 0usize;
     let (mut x_min, mut x_max, mut y_max) = (f64::INFINITY, f64::NEG_INFINITY, 0.0f64);
@@ -320,5 +321,14 @@ mod tests {
     fn log2_ticks_are_the_powers_of_two_in_range() {
         assert_eq!(x_ticks(1.0, 8.0, XScale::Log2), vec![1.0, 2.0, 4.0, 8.0]);
         assert_eq!(x_ticks(3.0, 3.0, XScale::Linear), vec![3.0]);
+    }
+
+    #[test]
+    fn a_chart_too_large_to_draw_is_an_error() {
+        let mut chart = LineChart::new("t", "x", "y");
+        chart.width = u32::MAX;
+        chart.height = u32::MAX;
+        let e = line_chart(&chart).unwrap_err().to_string();
+        assert!(e.contains("the size of the chart"), "{e}");
     }
 }

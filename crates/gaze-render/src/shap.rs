@@ -61,6 +61,11 @@ pub fn shap_figure(
         ..Figure::default()
     };
     for (row, (image, maps)) in images.iter().zip(values).enumerate() {
+        crate::figure::picture_size(
+            u64::from(image.width()) * u64::from(z),
+            u64::from(image.height()) * u64::from(z),
+            "a zoomed SHAP panel",
+        )?;
         let shown = zoom(image, z);
         let mut first = Panel::new(shown.clone());
         if let Some(title) = opts.image_titles.get(row) {
@@ -174,6 +179,7 @@ fn check_inputs(
             expected: "a zoom of at least 1".into(),
         });
     }
+    crate::figure::at_most("zoom", opts.zoom, crate::figure::MAX_SPACING)?;
     Ok(outputs)
 }
 
