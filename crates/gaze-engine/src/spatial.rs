@@ -139,6 +139,14 @@ pub trait Incremental {
 
     /// From the last stage's output `[B, C, h, w]` to the logits `[B, K]`.
     fn head(&self, features: &Tensor) -> Result<Tensor>;
+
+    /// Checks whole images `[N, C, H, W]` as the model's own forward pass does, before
+    /// [`full_forward`] runs the stages (which would otherwise name a wrong size or channel count
+    /// by the stage it breaks). The default accepts every input: a description whose model has no
+    /// input check of its own needs none here.
+    fn check_input(&self, _input: &Tensor) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// The stages of `model`, checked: at least one, each reading only earlier nodes, with a sane
@@ -168,6 +176,7 @@ pub fn checked_stages<M: Incremental + ?Sized>(model: &M) -> Result<Vec<Stage>> 
 /// the head. Its logits must equal the model's own forward pass.
 /// Each node is dropped once the last stage reading it has run.
 pub fn full_forward<M: Incremental + ?Sized>(model: &M, input: &Tensor) -> Result<Tensor> {
+    model.check_input(input)?;
     let stages = checked_stages(model)?;
     let mut last_use = vec![0; stages.len() + 1];
     for (i, stage) in stages.iter().enumerate() {

@@ -575,6 +575,10 @@ impl ResNet {
 /// stage that adds the main path and the shortcut and applies the last ReLU.
 /// The head (global average pooling and `fc`) is everything after the last block.
 impl gaze_engine::spatial::Incremental for ResNet {
+    fn check_input(&self, input: &Tensor) -> Result<()> {
+        check_input("ResNet", input, 1)
+    }
+
     fn stages(&self) -> Vec<gaze_engine::spatial::Stage> {
         use gaze_engine::spatial::{Geometry, Stage as Inc};
         self.incremental_ops()

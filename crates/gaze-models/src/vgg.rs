@@ -381,6 +381,10 @@ impl TapModel for Vgg16 {
 /// convolution with its ReLU folded in (3×3, stride 1, padding 1) and named after the convolution,
 /// each max pool (2×2, stride 2, padding with −∞); the head is everything after `features.30`.
 impl gaze_engine::spatial::Incremental for Vgg16 {
+    fn check_input(&self, input: &Tensor) -> Result<()> {
+        check_input("VGG16", input, 32)
+    }
+
     fn stages(&self) -> Vec<gaze_engine::spatial::Stage> {
         use gaze_engine::spatial::{Geometry, Stage as Inc};
         self.trunk()

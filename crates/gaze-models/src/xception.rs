@@ -900,6 +900,10 @@ impl Xception {
 /// sums; ReLUs are folded into the stage before or after them.
 /// The head (global average pooling and `fc`) is everything after `act4`.
 impl gaze_engine::spatial::Incremental for Xception {
+    fn check_input(&self, input: &Tensor) -> Result<()> {
+        check_input("Xception", input, 7)
+    }
+
     fn stages(&self) -> Vec<gaze_engine::spatial::Stage> {
         use gaze_engine::spatial::{Geometry, Stage as Inc};
         // The structure was checked when the model was built; a model whose layers do not follow

@@ -103,3 +103,22 @@ fn xception_description_runs_the_model() {
     assert_eq!(stages.len(), 2 + 2 * 32 + 4 + 4 + 12 + 2 * 2);
     assert_eq!(names.last(), Some(&"conv4"));
 }
+
+#[test]
+fn a_description_checks_its_input_as_the_model_does() {
+    for (kind, bad, message) in [
+        (ModelKind::Vgg16, input(1, 8, 8), "VGG16 input: expected shape [N, 3, H, W] with N >= 1 and H, W >= 32"),
+        (
+            ModelKind::ResNet50,
+            Tensor::zeros((1, 1, 32, 32), candle_core::DType::F32, &Device::Cpu).unwrap(),
+            "ResNet input",
+        ),
+        (ModelKind::Xception, input(1, 5, 40), "Xception input"),
+    ] {
+        let m = model(kind);
+        let err = full_forward(m.incremental().unwrap(), &bad).unwrap_err().to_string();
+        assert!(err.contains(message), "{}: {err}", kind.name());
+        // The same message as the model's own forward pass.
+        assert_eq!(err, m.forward(&bad).unwrap_err().to_string());
+    }
+}
