@@ -41,11 +41,23 @@ pub fn centre_maps(images: usize, (h, w): (usize, usize), device: &Device) -> Re
     Ok(one.repeat((images, 1, 1, 1))?)
 }
 
+/// The most values [`random_maps`] and [`centre_maps`] make in one call (`N · H · W`, 1 GiB of
+/// f32): 2²⁸, as many as the shapes data set draws at once ([`MAX_SAMPLE_PIXELS`](crate::MAX_SAMPLE_PIXELS)).
+pub const MAX_BASELINE_VALUES: usize = 1 << 28;
+
 fn check(what: &str, images: usize, h: usize, w: usize) -> Result<()> {
     if images == 0 || h == 0 || w == 0 {
         return Err(Error::Shape {
             what: what.into(),
             expected: "at least one image of at least 1×1".into(),
+            got: vec![images, 1, h, w],
+        });
+    }
+    let values = images.checked_mul(h).and_then(|v| v.checked_mul(w));
+    if values.is_none_or(|v| v > MAX_BASELINE_VALUES) {
+        return Err(Error::Shape {
+            what: what.into(),
+            expected: format!("at most {MAX_BASELINE_VALUES} values in all (N · H · W)"),
             got: vec![images, 1, h, w],
         });
     }
@@ -90,5 +102,16 @@ mod tests {
         let corner = Tensor::from_vec([corner.clone(), corner].concat(), (2, 8, 8), &dev).unwrap();
         assert_eq!(PointingGame::default().score(&maps, &corner).unwrap().values, vec![0.0, 0.0]);
         assert!(centre_maps(0, (8, 8), &dev).unwrap_err().to_string().contains("at least one image"));
+    }
+
+    #[test]
+    fn sizes_beyond_the_limit_are_errors() {
+        let dev = Device::Cpu;
+        // The product overflows usize.
+        let err = random_maps(usize::MAX, (usize::MAX, 2), 0, &dev).unwrap_err().to_string();
+        assert!(err.contains("at most 268435456 values"), "{err}");
+        // The product fits but is too large to allocate.
+        let err = centre_maps(1 << 20, (1 << 10, 1 << 10), &dev).unwrap_err().to_string();
+        assert!(err.contains("at most 268435456 values"), "{err}");
     }
 }

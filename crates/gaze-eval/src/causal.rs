@@ -36,13 +36,18 @@ pub enum Substrate {
     /// One value for every channel.
     Constant(f32),
     /// The image blurred by a Gaussian of `sigma` pixels on a `size`×`size` kernel with zero
-    /// padding: RISE's insertion substrate (`size` 11, `sigma` 5).
+    /// padding: RISE's insertion substrate (`size` 11, `sigma` 5). `size` is odd and at most
+    /// [`Substrate::MAX_BLUR_SIZE`].
     Blur { size: usize, sigma: f32 },
     /// A given tensor: `[N, C, H, W]` like the inputs, or `[C, H, W]` for every image.
     Given(Tensor),
 }
 
 impl Substrate {
+    /// The largest kernel side of [`Substrate::Blur`]: 8001 taps, the `8σ + 1` of the largest blur
+    /// sigma (1000 pixels) that baselines and fills accept.
+    pub const MAX_BLUR_SIZE: usize = 8001;
+
     /// The substrate of every image, `[N, C, H, W]`.
     fn build(&self, inputs: &Tensor) -> Result<Tensor> {
         match self {
@@ -78,11 +83,11 @@ impl Substrate {
 
 /// A Gaussian blur of `[N, C, H, W]` with zero padding, as RISE's `conv2d(x, gkern, padding=k//2)`.
 fn blur(inputs: &Tensor, size: usize, sigma: f32) -> Result<Tensor> {
-    if size & 1 == 0 || !(sigma.is_finite() && sigma > 0.0) {
+    if size & 1 == 0 || size > Substrate::MAX_BLUR_SIZE || !(sigma.is_finite() && sigma > 0.0) {
         return Err(Error::InvalidOption {
             option: "blur substrate".into(),
             value: format!("size {size}, sigma {sigma}"),
-            expected: "an odd kernel size and a positive sigma".into(),
+            expected: format!("an odd kernel size of at most {} and a positive finite sigma", Substrate::MAX_BLUR_SIZE),
         });
     }
     let (n, c, h, w) = inputs.dims4()?;
@@ -134,6 +139,7 @@ fn blur(inputs: &Tensor, size: usize, sigma: f32) -> Result<Tensor> {
 #[derive(Clone, Debug)]
 pub struct CausalMetric {
     pub mode: CausalMode,
+    /// The number of steps, in `1..=`[`CausalMetric::MAX_STEPS`].
     pub steps: usize,
     pub substrate: Substrate,
     /// The score traced (RISE uses the softmax probability).
@@ -185,6 +191,9 @@ pub fn trapezoid_auc(curve: &[f32]) -> f32 {
 }
 
 impl CausalMetric {
+    /// The most steps a curve takes: 65536, each one forward row per map.
+    pub const MAX_STEPS: usize = 1 << 16;
+
     /// RISE's deletion: zeros as the substrate, the probability, 32 steps.
     pub fn deletion() -> Self {
         CausalMetric {
@@ -241,6 +250,13 @@ impl CausalMetric {
                 expected: "at least 1 of each".into(),
             });
         }
+        if self.steps > Self::MAX_STEPS {
+            return Err(Error::InvalidOption {
+                option: format!("{} steps", self.mode.name()),
+                value: self.steps.to_string(),
+                expected: format!("a step count in 1..={}", Self::MAX_STEPS),
+            });
+        }
         let maps = HostMaps::read(maps, "maps")?;
         let (n, c, h, w) = inputs.dims4().map_err(|_| Error::Shape {
             what: "inputs".into(),
@@ -259,6 +275,13 @@ impl CausalMetric {
                 what: "targets".into(),
                 expected: format!("{n} lists of {} classes, one per map", maps.t),
                 got: targets.iter().map(Vec::len).collect(),
+            });
+        }
+        if !inputs.dtype().is_float() {
+            return Err(Error::InvalidOption {
+                option: format!("{} inputs dtype", self.mode.name()),
+                value: format!("{:?}", inputs.dtype()),
+                expected: "a floating-point dtype (F32, F64, F16 or BF16)".into(),
             });
         }
         ensure_finite(inputs, "inputs")?;
@@ -282,7 +305,11 @@ impl CausalMetric {
             .collect();
 
         // Every (map, step) pair is one forward row; rows go through the model in batches.
-        let total = n * maps.t * points;
+        let total = n.checked_mul(maps.t).and_then(|v| v.checked_mul(points)).ok_or_else(|| Error::Shape {
+            what: "maps".into(),
+            expected: format!("fewer maps for {points} points each"),
+            got: vec![maps.n, maps.t, maps.h, maps.w],
+        })?;
         let mut curves = Vec::with_capacity(total);
         let item = c * plane;
         let mut row = 0;
@@ -357,6 +384,26 @@ mod tests {
         assert!((b[8 * 16 + 8] - 1.0).abs() < 1e-5);
         assert!(b[0] < 0.7);
         assert!(blur(&x, 4, 1.0).unwrap_err().to_string().contains("odd kernel size"));
+        let err = blur(&x, usize::MAX, 1.0).unwrap_err().to_string();
+        assert!(err.contains("at most 8001"), "{err}");
+        assert_eq!(blur(&x, Substrate::MAX_BLUR_SIZE, 1.0).unwrap().dims(), &[1, 1, 16, 16]);
+    }
+
+    fn never_called(_: &Tensor) -> Result<Tensor> {
+        panic!("the model must not run on refused options")
+    }
+
+    #[test]
+    fn absurd_steps_and_integer_inputs_are_errors() {
+        let dev = Device::Cpu;
+        let x = Tensor::ones((1, 3, 4, 4), DType::F32, &dev).unwrap();
+        let maps = Tensor::ones((1, 4, 4), DType::F32, &dev).unwrap();
+        let err = CausalMetric::deletion().with_steps(usize::MAX).run(never_called, &x, &maps, &[vec![0]]);
+        let err = err.unwrap_err().to_string();
+        assert!(err.contains("deletion steps") && err.contains("1..=65536"), "{err}");
+        let ints = Tensor::ones((1, 3, 4, 4), DType::I64, &dev).unwrap();
+        let err = CausalMetric::deletion().run(never_called, &ints, &maps, &[vec![0]]).unwrap_err().to_string();
+        assert!(err.contains("`I64` for deletion inputs dtype") && err.contains("floating-point"), "{err}");
     }
 
     #[test]

@@ -40,7 +40,7 @@ mod rng;
 mod sanity;
 mod similarity;
 
-pub use baselines::{centre_maps, random_maps};
+pub use baselines::{centre_maps, random_maps, MAX_BASELINE_VALUES};
 pub use causal::{trapezoid_auc, CausalCurves, CausalMetric, CausalMode, Substrate};
 pub use dataset::{
     Background, Batch, PixelNorm, Sample, ShapeInstance, ShapesConfig, ShapesDataset, MAX_SAMPLE_PIXELS,

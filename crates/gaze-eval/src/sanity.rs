@@ -60,10 +60,13 @@ impl SanityReport {
     }
 }
 
+/// The side of SSIM's window: the smallest map side [`sanity_check`] takes.
+const SSIM_WINDOW: usize = 7;
+
 /// Runs a sanity check over `layers`, listed from the output toward the input.
 ///
-/// `maps_for(randomised)` must return the method's maps (`[N, H, W]` or `[N, T, H, W]`, the same
-/// images and the same target classes every call) for the model with the layers `randomised`
+/// `maps_for(randomised)` must return the method's maps (`[N, H, W]` or `[N, T, H, W]` of at least
+/// 7×7 pixels, the window of [`ssim`], the same images and the same target classes every call) for the model with the layers `randomised`
 /// replaced by random weights; it is first called with no layer for the original maps.
 /// Keep the targets fixed (the original model's classes): a randomised model predicts other
 /// classes, and a map of another class is not the comparison the paper makes.
@@ -80,6 +83,15 @@ where
         });
     }
     let original = HostMaps::read(&maps_for(&[])?, "original maps")?;
+    if original.h < SSIM_WINDOW || original.w < SSIM_WINDOW {
+        return Err(Error::Shape {
+            what: "original maps".into(),
+            expected: format!(
+                "maps of at least {SSIM_WINDOW}×{SSIM_WINDOW} pixels, SSIM's window ([N, H, W] or [N, T, H, W])"
+            ),
+            got: vec![original.n, original.t, original.h, original.w],
+        });
+    }
     let mut steps = Vec::with_capacity(layers.len());
     for i in 0..layers.len() {
         let randomised: Vec<String> = match randomization {

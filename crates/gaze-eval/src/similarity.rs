@@ -63,7 +63,8 @@ fn ranks(v: &[f32]) -> Vec<f64> {
 /// inside the image.
 pub fn ssim(a: &[f32], b: &[f32], h: usize, w: usize, data_range: f64) -> Result<f64> {
     const WIN: usize = 7;
-    if a.len() != h * w || b.len() != h * w || h < WIN || w < WIN {
+    let len = h.checked_mul(w);
+    if len != Some(a.len()) || len != Some(b.len()) || h < WIN || w < WIN {
         return Err(Error::InvalidOption {
             option: "ssim inputs".into(),
             value: format!("lengths {} and {} for {h}×{w}", a.len(), b.len()),
@@ -169,6 +170,9 @@ mod tests {
         let (x, _) = pair_2d();
         let err = ssim(&x[..36], &x[..36], 6, 6, 1.0).unwrap_err().to_string();
         assert!(err.contains("at least 7"), "{err}");
+        // A size whose product overflows is an error, not a panic.
+        let err = ssim(&[], &[], usize::MAX, 2, 1.0).unwrap_err().to_string();
+        assert!(err.contains("lengths 0 and 0"), "{err}");
         let err = ssim(&x, &x, 9, 10, 0.0).unwrap_err().to_string();
         assert!(err.contains("positive finite range"), "{err}");
     }

@@ -246,3 +246,18 @@ fn sanity_checks_reject_maps_that_change_shape() {
     .to_string();
     assert!(err.contains("like the original maps"), "{err}");
 }
+
+#[test]
+fn sanity_checks_reject_maps_smaller_than_the_ssim_window() {
+    let layers = vec!["fc".to_string()];
+    let mut calls = 0;
+    let err = sanity_check(&layers, Randomization::Cascading, |_| {
+        calls += 1;
+        Ok(Tensor::zeros((2, 6, 8), DType::F32, &Device::Cpu)?)
+    })
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("original maps") && err.contains("at least 7×7") && err.contains("[2, 1, 6, 8]"), "{err}");
+    assert!(!err.contains("ssim inputs"), "{err}");
+    assert_eq!(calls, 1, "the randomised maps are not computed once the original maps are refused");
+}
