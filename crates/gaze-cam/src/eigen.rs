@@ -21,16 +21,22 @@ use crate::{Error, Result};
 /// Projects each item of `x` `[B, C, h, w]` on the first principal component of its channels:
 /// `[B, h, w]`, with the sign convention described in the module documentation.
 /// NaN values count as 0, as in pytorch-grad-cam.
+/// Every dimension must be at least 1.
 pub fn first_component_projection(x: &Tensor) -> Result<Tensor> {
-    let (b, c, h, w) = x.dims4().map_err(|_| Error::Shape {
-        what: "activations to project".into(),
-        expected: "[B, C, h, w]".into(),
-        got: x.dims().to_vec(),
-    })?;
+    let (b, c, h, w) = match *x.dims() {
+        [b, c, h, w] if b > 0 && c > 0 && h > 0 && w > 0 => (b, c, h, w),
+        _ => {
+            return Err(Error::Shape {
+                what: "activations to project".into(),
+                expected: "[B, C, h, w] with every dimension at least 1".into(),
+                got: x.dims().to_vec(),
+            })
+        }
+    };
     let hw = h * w;
     let data = x.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?;
     let mut out = Vec::with_capacity(b * hw);
-    for item in data.chunks(c * hw.max(1)).take(b) {
+    for item in data.chunks(c * hw).take(b) {
         out.extend(project_one(item, c, hw));
     }
     let t = Tensor::from_vec(out, (b, h, w), x.device())?;
@@ -280,6 +286,18 @@ mod tests {
                 (av - lambda * v[i]).abs()
             })
             .fold(0.0, f64::max)
+    }
+
+    #[test]
+    fn empty_activations_are_refused() {
+        let dev = candle_core::Device::Cpu;
+        for dims in [[1, 0, 4, 4], [0, 2, 4, 4], [1, 2, 0, 4], [1, 2, 4, 0]] {
+            let x = Tensor::zeros(&dims, DType::F32, &dev).unwrap();
+            let err = first_component_projection(&x).unwrap_err().to_string();
+            assert!(err.contains("activations to project") && err.contains("at least 1"), "{dims:?}: {err}");
+        }
+        let x = Tensor::ones((1, 2, 4, 4), DType::F32, &dev).unwrap();
+        assert_eq!(first_component_projection(&x).unwrap().dims(), &[1, 4, 4]);
     }
 
     #[test]
