@@ -45,9 +45,35 @@ impl Interpolation {
         }
     }
 
+    /// The most values [`Interpolation::resize`] makes (`N · T · H · W`, 4 GiB of f32).
+    pub const MAX_RESIZED_VALUES: usize = 1 << 30;
+
     /// Resizes maps `[N, T, h, w]` to `[N, T, H, W]`.
+    ///
+    /// Every side, of the maps and of the size, must be at least 1, and the result at most
+    /// [`Interpolation::MAX_RESIZED_VALUES`] values.
     pub fn resize(self, maps: &Tensor, (oh, ow): (usize, usize)) -> Result<Tensor> {
-        let (_, _, h, w) = maps.dims4()?;
+        let (n, t, h, w) = match *maps.dims() {
+            [n, t, h, w] if h > 0 && w > 0 && h <= u32::MAX as usize && w <= u32::MAX as usize => (n, t, h, w),
+            _ => {
+                return Err(Error::Shape {
+                    what: "maps to resize".into(),
+                    expected: "[N, T, h, w] with h and w in 1..=4294967295".into(),
+                    got: maps.dims().to_vec(),
+                })
+            }
+        };
+        let values = n.checked_mul(t).and_then(|v| v.checked_mul(oh)).and_then(|v| v.checked_mul(ow));
+        if oh == 0 || ow == 0 || values.is_none_or(|v| v > Self::MAX_RESIZED_VALUES) {
+            return Err(Error::InvalidOption {
+                option: "resize size".into(),
+                value: format!("({oh}, {ow}) for {n}×{t} maps"),
+                expected: format!(
+                    "sides of at least 1 and at most {} values in all (N · T · H · W)",
+                    Self::MAX_RESIZED_VALUES
+                ),
+            });
+        }
         match self {
             Interpolation::Bilinear => upsample_bilinear2d(maps, (oh, ow), false),
             Interpolation::Nearest => {
@@ -173,7 +199,7 @@ impl<M: TapModel + ?Sized> Explainer<M> for GuidedGradCam {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candle_core::Device;
+    use candle_core::{DType, Device};
 
     #[test]
     fn nearest_follows_pytorch() {
@@ -187,5 +213,22 @@ mod tests {
             up.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
             [0., 0., 1., 1., 0., 0., 1., 1., 2., 2., 3., 3., 2., 2., 3., 3.]
         );
+    }
+
+    #[test]
+    fn empty_maps_and_sizes_are_refused() {
+        let dev = Device::Cpu;
+        for interpolation in [Interpolation::Nearest, Interpolation::Bilinear] {
+            let empty = Tensor::zeros((1, 1, 0, 4), DType::F32, &dev).unwrap();
+            let err = interpolation.resize(&empty, (3, 3)).unwrap_err().to_string();
+            assert!(err.contains("maps to resize") && err.contains("[1, 1, 0, 4]"), "{err}");
+            let maps = Tensor::ones((1, 1, 2, 2), DType::F32, &dev).unwrap();
+            let err = interpolation.resize(&maps, (0, 3)).unwrap_err().to_string();
+            assert!(err.contains("(0, 3)") && err.contains("at least 1"), "{err}");
+            let err = interpolation.resize(&maps, (usize::MAX, 2)).unwrap_err().to_string();
+            assert!(err.contains("at most 1073741824 values"), "{err}");
+            let flat = Tensor::ones((2, 2), DType::F32, &dev).unwrap();
+            assert!(interpolation.resize(&flat, (3, 3)).unwrap_err().to_string().contains("[N, T, h, w]"));
+        }
     }
 }

@@ -289,7 +289,11 @@ impl<M: ?Sized, E: Explainer<M>> Explainer<M> for SmoothGrad<E> {
         let mut sum: Option<Tensor> = None;
         let mut sum_sq: Option<Tensor> = None;
         let mut inner_meta = None;
-        let total = samples * n;
+        let total = n.checked_mul(samples).ok_or_else(|| Error::InvalidOption {
+            option: "--samples".into(),
+            value: samples.to_string(),
+            expected: format!("at most {} samples per image for {n} images", usize::MAX / n),
+        })?;
         let batch = self.batch;
         if batch == 0 {
             return Err(Error::InvalidOption {

@@ -173,6 +173,21 @@ fn fractional_noise_scales_with_each_images_range() {
 }
 
 #[test]
+fn a_sample_count_whose_total_overflows_is_an_error() {
+    let x = Tensor::zeros((2, 1, 4, 4), DType::F32, &Device::Cpu).unwrap();
+    let err = SmoothGrad::new(Identity)
+        .with_samples(usize::MAX)
+        .explain(&(), &x, &Target::classes([0]))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("--samples")
+            && err.contains(&format!("at most {} samples per image for 2 images", usize::MAX / 2)),
+        "{err}"
+    );
+}
+
+#[test]
 fn wraps_integrated_gradients_too() {
     let net = Net::new(13, Act::Relu, DType::F32);
     let x = net.input(2, 14);
