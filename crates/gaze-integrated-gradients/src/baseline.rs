@@ -51,7 +51,15 @@ impl Baseline {
     }
 
     /// The baseline of every image of `input` `[N, ...]`, with the input's shape, dtype and device.
+    /// An input without a batch dimension (a scalar) is refused.
     pub fn materialise(&self, input: &Tensor) -> Result<Tensor> {
+        if input.rank() == 0 {
+            return Err(Error::Shape {
+                what: "input of the baseline".into(),
+                expected: "[N, ...] with a batch dimension, as [N, C, H, W]".into(),
+                got: vec![],
+            });
+        }
         match self {
             Baseline::Zero => Ok(input.zeros_like()?),
             Baseline::Tensor(t) => {
@@ -211,5 +219,22 @@ mod tests {
         assert!(Baseline::parse("blur:1000").is_ok());
         let err = gaussian_blur(&x, 1e300).unwrap_err().to_string();
         assert!(err.contains("(0, 1000]"), "{err}");
+    }
+
+    #[test]
+    fn a_scalar_input_is_refused() {
+        let dev = Device::Cpu;
+        let scalar = Tensor::new(1f32, &dev).unwrap();
+        for baseline in [
+            Baseline::Tensor(Tensor::new(0f32, &dev).unwrap()),
+            Baseline::Tensor(Tensor::zeros(3, DType::F32, &dev).unwrap()),
+            Baseline::Zero,
+        ] {
+            let err = baseline.materialise(&scalar).unwrap_err().to_string();
+            assert!(
+                err.contains("input of the baseline") && err.contains("[N, ...]") && err.contains("got []"),
+                "{baseline}: {err}"
+            );
+        }
     }
 }
