@@ -229,6 +229,7 @@ impl Occlusion {
         target: &Target,
     ) -> Result<(Attribution, IncrementalReport)> {
         gaze_core::numeric::check_images(input)?;
+        self.config.incremental.check()?;
         let stages = checked_stages(model)?;
         let logits = full_forward(model, input)?;
         let mut shares = Shares::new(stages.len());
@@ -289,8 +290,8 @@ impl Occlusion {
                 scores.extend(picked.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?);
             }
             values.extend(match cfg.style {
-                OcclusionStyle::Captum => captum_map(&base_rows[i], &scores, &grid, [c, h, w]),
-                OcclusionStyle::TfExplain => tf_explain_map(&scores, t_count, &grid, (h, w)),
+                OcclusionStyle::Captum => captum_map(&base_rows[i], &scores, &grid, [c, h, w])?,
+                OcclusionStyle::TfExplain => tf_explain_map(&scores, t_count, &grid, (h, w))?,
             });
         }
         let values = Tensor::from_vec(values, (n, t_count, map_channels, h, w), input.device())?;

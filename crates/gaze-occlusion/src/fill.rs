@@ -83,12 +83,27 @@ impl Fill {
     }
 
     /// The filled image for every image of `input` `[N, C, H, W]`, the same shape and dtype.
+    ///
+    /// A constant or per-channel fill built by hand with a NaN or infinite value is refused, as
+    /// [`Fill::parse`] refuses it.
     pub fn baseline(&self, input: &Tensor) -> Result<Tensor> {
         let (n, c, h, w) = input.dims4().map_err(|_| Error::Shape {
             what: "occlusion input".into(),
             expected: "[N, C, H, W]".into(),
             got: input.dims().to_vec(),
         })?;
+        let values = match self {
+            Fill::Constant(v) => std::slice::from_ref(v),
+            Fill::PerChannel(v) => v.as_slice(),
+            _ => &[],
+        };
+        if values.iter().any(|v| !v.is_finite()) {
+            return Err(Error::InvalidOption {
+                option: "--fill".into(),
+                value: self.to_string(),
+                expected: "finite fill values".into(),
+            });
+        }
         let dtype = input.dtype();
         let device = input.device();
         Ok(match self {
@@ -244,5 +259,19 @@ mod tests {
         assert!(e.contains("[3, 4, 5]"), "{e}");
         let e = Fill::PerChannel(vec![1.0, 2.0]).baseline(&x).unwrap_err().to_string();
         assert!(e.contains("3 values"), "{e}");
+    }
+
+    #[test]
+    fn non_finite_values_built_by_hand_are_refused() {
+        let x = Tensor::zeros((2, 3, 4, 4), DType::F32, &Device::Cpu).unwrap();
+        for (fill, shown) in [
+            (Fill::Constant(f64::NAN), "`NaN`"),
+            (Fill::Constant(f64::INFINITY), "`inf`"),
+            (Fill::PerChannel(vec![0.0, f64::NAN, 1.0]), "`0,NaN,1`"),
+        ] {
+            let e = fill.baseline(&x).unwrap_err().to_string();
+            assert!(e.contains(shown) && e.contains("--fill") && e.contains("finite"), "{e}");
+        }
+        assert!(Fill::Constant(0.5).baseline(&x).is_ok());
     }
 }

@@ -36,7 +36,7 @@ pub mod incremental;
 mod patches;
 mod perturb;
 
-pub use aggregate::{captum_map, resize_bilinear, tf_explain_map};
+pub use aggregate::{captum_map, resize_bilinear, tf_explain_map, MAX_MAP_VALUES};
 pub use explain::{parse_pair, IncrementalOcclusion, Occlusion, OcclusionConfig, OcclusionStyle};
 pub use fill::Fill;
 pub use incremental::{Incremental, IncrementalConfig, IncrementalReport};

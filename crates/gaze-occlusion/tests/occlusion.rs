@@ -133,6 +133,22 @@ fn incremental_equals_full_recomputation_with_strides_dilation_and_residuals() {
 }
 
 #[test]
+fn a_full_threshold_outside_zero_to_one_is_refused() {
+    let model = Vgg::new(21, DType::F64);
+    let x = images(22, 1, 20, 24, DType::F64);
+    for threshold in [f64::NAN, -0.1, 1.5, f64::INFINITY] {
+        let mut config = OcclusionConfig::captum((4, 4), (4, 4));
+        config.incremental = IncrementalConfig { full_threshold: threshold };
+        let err =
+            Occlusion::new(config).explain_incremental(&model, &x, &Target::classes([1])).unwrap_err().to_string();
+        assert!(
+            err.contains(&format!("`{threshold}`")) && err.contains("full threshold") && err.contains("[0, 1]"),
+            "{err}"
+        );
+    }
+}
+
+#[test]
 fn incremental_in_f32_agrees_up_to_rounding() {
     let model = Vgg::new(41, DType::F32);
     let x = images(42, 1, 20, 24, DType::F32);

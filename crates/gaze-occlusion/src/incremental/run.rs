@@ -14,13 +14,29 @@ use crate::perturb::occlude;
 pub struct IncrementalConfig {
     /// A stage is computed on whole maps once the window it must recompute (the same size for every
     /// copy in a batch) covers at least this share of its output; so is every stage that reads a
-    /// stage computed whole. 1 never falls back; 0 always does.
+    /// stage computed whole. 1 never falls back; 0 always does. A share in `[0, 1]`; anything
+    /// else (NaN included) is refused by [`IncrementalConfig::check`], which the incremental
+    /// explainers call first.
     pub full_threshold: f64,
 }
 
 impl Default for IncrementalConfig {
     fn default() -> Self {
         IncrementalConfig { full_threshold: 0.5 }
+    }
+}
+
+impl IncrementalConfig {
+    /// An error naming `full_threshold` unless it is a share in `[0, 1]`.
+    pub fn check(&self) -> Result<()> {
+        if !(0.0..=1.0).contains(&self.full_threshold) {
+            return Err(Error::InvalidOption {
+                option: "incremental full threshold".into(),
+                value: self.full_threshold.to_string(),
+                expected: "a share of a stage's output in [0, 1] (1 never recomputes whole maps, 0 always does)".into(),
+            });
+        }
+        Ok(())
     }
 }
 
