@@ -17,32 +17,60 @@ pub struct ActivationGrid {
 }
 
 impl ActivationGrid {
+    /// `rows · h`, saturating at `usize::MAX` for a grid built by hand with absurd sizes (which
+    /// [`to_map`](Self::to_map) and [`to_image`](Self::to_image) then refuse).
     pub fn height(&self) -> usize {
-        self.rows * self.tile.0
+        self.rows.saturating_mul(self.tile.0)
     }
 
+    /// `cols · w`, saturating as [`height`](Self::height) does.
     pub fn width(&self) -> usize {
-        self.cols * self.tile.1
+        self.cols.saturating_mul(self.tile.1)
     }
 
-    /// The grid as a tensor `[rows · h, cols · w]`.
+    /// The grid as a tensor `[rows · h, cols · w]`; an error when `values` does not hold that many
+    /// values.
     pub fn to_tensor(&self, device: &Device) -> Result<Tensor> {
-        Ok(Tensor::from_vec(self.values.clone(), (self.height(), self.width()), device)?)
+        let (h, w) = (self.height(), self.width());
+        if h.checked_mul(w) != Some(self.values.len()) {
+            return Err(Error::Shape {
+                what: "activation grid values".into(),
+                expected: format!(
+                    "{h}×{w} values ({} rows of {}×{} tiles, {} columns)",
+                    self.rows, self.tile.0, self.tile.1, self.cols
+                ),
+                got: vec![self.values.len()],
+            });
+        }
+        Ok(Tensor::from_vec(self.values.clone(), (h, w), device)?)
     }
 
     /// The grid as a map, to colour with any of `gaze-render`'s colormaps.
+    ///
+    /// An error when `values` does not hold `rows · h × cols · w` values or the size is not one a
+    /// [`Map`] takes (at least 1×1, at most 2³⁰ values).
     pub fn to_map(&self) -> Result<Map> {
         Map::new(self.values.clone(), (self.height(), self.width()))
     }
 
     /// The grid as tf-explain saves it: grey levels `uint8(clip(v, 0, 1) · 255)` (truncated).
-    pub fn to_image(&self) -> RgbImage {
-        let w = self.width();
-        RgbImage::from_fn(w as u32, self.height() as u32, |x, y| {
-            let v = self.values[y as usize * w + x as usize];
+    ///
+    /// The same errors as [`to_map`](Self::to_map), for a grid whose fields were set by hand.
+    pub fn to_image(&self) -> Result<RgbImage> {
+        let map = self.to_map()?;
+        let (h, w) = (map.height(), map.width());
+        let too_wide = || Error::Shape {
+            what: "activation grid".into(),
+            expected: format!("at most {} pixels a side for an image", u32::MAX),
+            got: vec![h, w],
+        };
+        let (w32, h32) = (u32::try_from(w).map_err(|_| too_wide())?, u32::try_from(h).map_err(|_| too_wide())?);
+        let values = map.values();
+        Ok(RgbImage::from_fn(w32, h32, |x, y| {
+            let v = values[y as usize * w + x as usize];
             let g = (v.clamp(0.0, 1.0) * 255.0) as u8;
             Rgb([g, g, g])
-        })
+        }))
     }
 }
 
@@ -122,8 +150,8 @@ mod tests {
         let row1: Vec<f32> = g.values[6..12].iter().map(|v| v * 6.0).collect();
         assert_eq!(row1, [4.0, 4.0, 5.0, 5.0, 6.0, 6.0]);
         assert!(g.values[12..].iter().all(|&v| v == 0.0));
-        assert_eq!(g.to_image().get_pixel(5, 1), &Rgb([255, 255, 255]));
-        assert_eq!(g.to_image().get_pixel(0, 0), &Rgb([42, 42, 42]));
+        assert_eq!(g.to_image().unwrap().get_pixel(5, 1), &Rgb([255, 255, 255]));
+        assert_eq!(g.to_image().unwrap().get_pixel(0, 0), &Rgb([42, 42, 42]));
     }
 
     #[test]
@@ -135,5 +163,24 @@ mod tests {
         let e = activation_grid(&Tensor::zeros((2, 3), DType::F32, &Device::Cpu).unwrap()).unwrap_err().to_string();
         assert!(e.contains("[N, 1, C, h, w]"), "{e}");
         assert_eq!(feature_map_tiles(&maps).unwrap().len(), 4);
+    }
+
+    #[test]
+    fn grids_built_by_hand_with_the_wrong_values_are_errors() {
+        let short = ActivationGrid { values: vec![], rows: 1, cols: 1, tile: (2, 2) };
+        let image = short.to_image().unwrap_err().to_string();
+        let map = short.to_map().unwrap_err().to_string();
+        assert_eq!(image, map);
+        assert!(image.contains("2×2 = 4 values") && image.contains("[0]"), "{image}");
+        let empty = ActivationGrid { values: vec![], rows: 0, cols: 1, tile: (2, 2) };
+        assert!(empty.to_image().is_err());
+        let absurd = ActivationGrid { values: vec![0.5], rows: usize::MAX, cols: usize::MAX, tile: (2, 2) };
+        assert_eq!(absurd.height(), usize::MAX);
+        assert!(absurd.to_image().is_err() && absurd.to_map().is_err());
+        let err = absurd.to_tensor(&Device::Cpu).unwrap_err().to_string();
+        assert!(err.contains("activation grid values") && err.contains("[1]"), "{err}");
+        assert!(short.to_tensor(&Device::Cpu).is_err());
+        let ok = ActivationGrid { values: vec![0.0, 1.0], rows: 1, cols: 1, tile: (1, 2) };
+        assert_eq!(ok.to_image().unwrap().get_pixel(1, 0), &Rgb([255, 255, 255]));
     }
 }
