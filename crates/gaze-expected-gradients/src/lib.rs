@@ -164,7 +164,8 @@ impl Space {
 pub struct SamplePlan {
     /// `[N][S]` background rows.
     pub indices: Vec<Vec<usize>>,
-    /// `[N][S]` points in `[0, 1]`: `z = t·x + (1 − t)·x'`.
+    /// `[N][S]` points in `[0, 1]`: `z = t·x + (1 − t)·x'`; any other value (NaN included) is
+    /// refused when the plan is used.
     pub alphas: Vec<Vec<f64>>,
     /// `[N, S, ...]` noise in the explained space, already scaled; `None` for no noise.
     pub noise: Option<Tensor>,
@@ -468,6 +469,18 @@ impl ExpectedGradients {
                 format!("[{n}, {samples}] like the indices"),
                 vec![plan.alphas.len(), plan.alphas.first().map(Vec::len).unwrap_or(0)],
             ));
+        }
+        if let Some((i, a)) = plan
+            .alphas
+            .iter()
+            .enumerate()
+            .find_map(|(i, row)| row.iter().find(|a| !(0.0..=1.0).contains(*a)).map(|a| (i, a)))
+        {
+            return Err(Error::InvalidOption {
+                option: format!("sample plan alpha (image {i})"),
+                value: a.to_string(),
+                expected: "a point on the path in [0, 1]".into(),
+            });
         }
         if let Some(&i) = plan.indices.iter().flatten().find(|&&i| i >= bg_count) {
             return Err(Error::InvalidOption {

@@ -222,6 +222,19 @@ fn bad_options_name_the_value_and_what_is_valid() {
     let err = ExpectedGradients::new(bg.clone()).with_plan(bad_plan).explain(&net, &x, &Target::top_class());
     let err = err.unwrap_err().to_string();
     assert!(err.contains('5') && err.contains("0..2"), "{err}");
+    for alpha in [f64::NAN, -0.5, 1.5] {
+        let mut a = alphas(2, 2);
+        a[1][0] = alpha;
+        let plan = SamplePlan { indices: vec![vec![0, 1], vec![1, 1]], alphas: a, noise: None };
+        let err = ExpectedGradients::new(bg.clone()).with_plan(plan).explain(&net, &x, &Target::top_class());
+        let err = err.unwrap_err().to_string();
+        assert!(
+            err.contains("sample plan alpha (image 1)")
+                && err.contains(&format!("`{alpha}`"))
+                && err.contains("[0, 1]"),
+            "{err}"
+        );
+    }
     let err = ExpectedGradients::new(bg.clone())
         .with_space(Space::LayerSpace("pool1".into()))
         .explain(&NoCuts(&Net::new(1, Act::Relu, DType::F32)), &x, &Target::top_class())

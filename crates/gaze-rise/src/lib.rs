@@ -40,7 +40,7 @@ pub struct RiseConfig {
     pub seed: u64,
     /// The most masked copies per forward pass.
     pub batch: usize,
-    /// The value masked-out pixels tend to (0 in the paper).
+    /// The value masked-out pixels tend to (0 in the paper); a finite number ([`RiseConfig::check`]).
     pub fill: f64,
     /// Explicit masks instead of seeded ones; their size must be the input's.
     pub plan: Option<MaskPlan>,
@@ -54,6 +54,19 @@ impl Default for RiseConfig {
 }
 
 impl RiseConfig {
+    /// Checks the options that do not depend on the input: `fill` must be finite (a NaN fill made
+    /// every masked copy NaN). [`Rise`] calls it before anything runs.
+    pub fn check(&self) -> Result<()> {
+        if !self.fill.is_finite() {
+            return Err(Error::InvalidOption {
+                option: "RISE fill".into(),
+                value: self.fill.to_string(),
+                expected: "a finite value for masked-out pixels (0 in the paper)".into(),
+            });
+        }
+        Ok(())
+    }
+
     /// The plan for inputs of `size`: the explicit one (checked against the size) or one drawn
     /// from the seed, every mask at once ([`Rise`] itself draws seeded masks a batch at a time).
     pub fn plan(&self, size: (usize, usize)) -> Result<MaskPlan> {
@@ -93,6 +106,7 @@ impl<M: TapModel + ?Sized> Explainer<M> for Rise {
         gaze_core::numeric::check_images(input)?;
         let (n, _, h, w) = input.dims4()?;
         let cfg = &self.config;
+        cfg.check()?;
         // An explicit plan is checked and used as it is; seeded masks are drawn chunk by chunk.
         let (mut draws, plan) = match &cfg.plan {
             Some(_) => (None, Some(cfg.plan((h, w))?)),

@@ -172,6 +172,19 @@ fn bad_options_name_the_value() {
 }
 
 #[test]
+fn a_fill_that_is_not_finite_is_refused() {
+    let m = model();
+    let x = images(1, 24, 24);
+    for fill in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+        let cfg = RiseConfig { masks: 4, fill, ..RiseConfig::default() };
+        assert!(cfg.check().is_err());
+        let e = Rise::new(cfg).explain(&m, &x, &Target::classes([0])).unwrap_err().to_string();
+        assert!(e.contains("RISE fill") && e.contains(&format!("`{fill}`")) && e.contains("finite"), "{e}");
+    }
+    assert!(RiseConfig { fill: -3.5, ..RiseConfig::default() }.check().is_ok());
+}
+
+#[test]
 fn seeded_masks_drawn_per_batch_are_the_random_plans_masks() {
     let m = model();
     let x = images(2, 24, 24);
