@@ -377,7 +377,7 @@ fn activations(xception: &Subject) -> Result<Section> {
     let activations = Activations::new(ActivationsConfig::new(layer.clone()));
     let maps = activations.feature_maps(model, &cat, &Target::top_class())?;
     let grid = activation_grid(&maps.attribution.values)?;
-    let picture = grid.to_image();
+    let picture = grid.to_image()?;
     // tutorial:end activations
     let channels = maps.attribution.values.dim(2)?;
     // A large grid is shown at 1024 pixels; a small one is enlarged to at least 512.
