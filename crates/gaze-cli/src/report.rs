@@ -241,6 +241,8 @@ pub fn write_report(spec: &ReportSpec) -> Result<PathBuf> {
         .collect();
 
     let dir = &spec.out;
+    // A folder this call creates is removed again if the call fails (it is empty then).
+    let mut created = CreatedDir((!dir.exists()).then(|| dir.clone()));
     std::fs::create_dir_all(dir).map_err(|source| gaze_core::Error::Io { path: dir.clone(), source })?;
     let opts = WriteOptions { overwrite: spec.overwrite };
     refuse_existing(dir, &rows, methods, opts)?;
@@ -320,7 +322,19 @@ pub fn write_report(spec: &ReportSpec) -> Result<PathBuf> {
         }
     }
     outcome.map_err(crate::explain::output_error)?;
+    created.0 = None;
     Ok(dir.join("index.html"))
+}
+
+/// The output folder a report created, removed on drop while it holds a path (and is empty).
+struct CreatedDir(Option<PathBuf>);
+
+impl Drop for CreatedDir {
+    fn drop(&mut self) {
+        if let Some(dir) = &self.0 {
+            let _ = std::fs::remove_dir(dir);
+        }
+    }
 }
 
 /// An error when `dir/index.html` exists and `overwrite` is off: the check a command that computes
