@@ -82,3 +82,27 @@ fn every_method_refuses_a_batch_it_cannot_explain() {
         assert!(err.contains("3 target lists were given for a batch of 2 images"), "{name}: {err:?}");
     }
 }
+
+#[test]
+fn baselines_and_backgrounds_with_nan_are_refused() {
+    let dev = Device::Cpu;
+    let model = gaze_models::load(ModelKind::Demo, None, &dev).unwrap();
+    let model: &dyn Classifier = model.as_ref();
+    let x = Tensor::full(0.25f32, (1, 3, 64, 64), &dev).unwrap();
+    let mut v = vec![0.0f32; 3 * 64 * 64];
+    v[11] = f32::NAN;
+    let nan = Tensor::from_vec(v, (1, 3, 64, 64), &dev).unwrap();
+    let t = Target::classes([1]);
+    let ig = gaze_integrated_gradients::IntegratedGradients::default()
+        .with_baseline(gaze_integrated_gradients::Baseline::Tensor(nan.clone()));
+    let err = ig.explain(model, &x, &t).unwrap_err().to_string();
+    assert!(err.contains("the baseline contains 1 NaN"), "{err}");
+    let eg = gaze_expected_gradients::ExpectedGradients::new(nan.clone());
+    let err = eg.explain(model, &x, &t).unwrap_err().to_string();
+    assert!(err.contains("the background set contains 1 NaN"), "{err}");
+    let occlusion = gaze_occlusion::Occlusion::new(
+        gaze_occlusion::OcclusionConfig::captum((16, 16), (16, 16)).with_fill(gaze_occlusion::Fill::Baseline(nan)),
+    );
+    let err = occlusion.explain(model, &x, &t).unwrap_err().to_string();
+    assert!(err.contains("the occlusion baseline contains 1 NaN"), "{err}");
+}

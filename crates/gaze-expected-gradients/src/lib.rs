@@ -299,6 +299,7 @@ impl ExpectedGradients {
                 expected: "a finite standard deviation of at least 0".into(),
             });
         }
+        gaze_core::numeric::ensure_finite(&self.background, "the background set")?;
         let background = self.background.to_dtype(input.dtype())?.to_device(input.device())?;
         let layer = self.space.layer().map(|l| model.resolve_layer(l)).transpose()?;
         if let Space::LayerSpace(_) = self.space {
@@ -497,6 +498,7 @@ impl ExpectedGradients {
                 if noise.dims() != want.as_slice() {
                     return Err(bad("noise", format!("{want:?}"), noise.dims().to_vec()));
                 }
+                gaze_core::numeric::ensure_finite(noise, "the sample plan's noise")?;
                 let mut flat = vec![n * samples];
                 flat.extend_from_slice(&explained[1..]);
                 Some(noise.reshape(flat)?)

@@ -63,6 +63,7 @@ impl Baseline {
         match self {
             Baseline::Zero => Ok(input.zeros_like()?),
             Baseline::Tensor(t) => {
+                gaze_core::numeric::ensure_finite(t, "the baseline")?;
                 let dims = input.dims();
                 let t = t.to_dtype(input.dtype())?.to_device(input.device())?;
                 if t.dims() == dims {

@@ -155,6 +155,7 @@ impl Fill {
                         got: given.dims().to_vec(),
                     });
                 }
+                gaze_core::numeric::ensure_finite(&t, "the occlusion baseline")?;
                 t.to_device(device)?.to_dtype(dtype)?.broadcast_as((n, c, h, w))?.contiguous()?
             }
         })
