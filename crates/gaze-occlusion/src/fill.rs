@@ -63,8 +63,10 @@ impl Fill {
             Error::InvalidOption {
             option: "--fill".into(),
             value: text.into(),
-            expected:
-                format!("a number, one number per channel (comma-separated), `mean`, `blur` or `blur:SIGMA` with SIGMA in (0, {}]", Self::MAX_BLUR_SIGMA),
+            expected: format!(
+                "a number, one number per channel (comma-separated), `mean`, `blur` or `blur:SIGMA` with SIGMA in (0, {}]",
+                Self::MAX_BLUR_SIGMA
+            ),
         }
         };
         let finite = |s: &str| s.trim().parse::<f64>().ok().filter(|v| v.is_finite());

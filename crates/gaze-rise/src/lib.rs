@@ -85,6 +85,26 @@ impl RiseConfig {
     }
 }
 
+/// Where a run's masks come from: an explicit plan, or seeded draws made a chunk at a time.
+enum Masks {
+    Plan(MaskPlan),
+    Seeded(Box<MaskDraws>),
+}
+
+impl Masks {
+    /// The upsampled masks `start..start + len`, row-major, one after another; seeded draws must
+    /// be asked for in order, as the chunks run.
+    fn masks(&mut self, start: usize, len: usize) -> Vec<f32> {
+        match self {
+            Masks::Plan(plan) => (start..start + len).flat_map(|i| plan.mask(i)).collect(),
+            Masks::Seeded(draws) => {
+                let part = draws.next_plan(len);
+                (0..len).flat_map(|i| part.mask(i)).collect()
+            }
+        }
+    }
+}
+
 /// RISE as an [`Explainer`] of any [`TapModel`].
 #[derive(Clone, Debug, Default)]
 pub struct Rise {
@@ -108,16 +128,21 @@ impl<M: TapModel + ?Sized> Explainer<M> for Rise {
         let cfg = &self.config;
         cfg.check()?;
         // An explicit plan is checked and used as it is; seeded masks are drawn chunk by chunk.
-        let (mut draws, plan) = match &cfg.plan {
-            Some(_) => (None, Some(cfg.plan((h, w))?)),
+        let (mut source, count, grid, keep) = match &cfg.plan {
+            Some(_) => {
+                let plan = cfg.plan((h, w))?;
+                let (count, grid, keep) = (plan.len(), plan.grid, plan.keep);
+                (Masks::Plan(plan), count, grid, keep)
+            }
             None => {
                 masks::check_masks(cfg.masks)?;
-                (Some(MaskDraws::new(cfg.grid, cfg.keep, (h, w), cfg.seed)?), None)
+                (
+                    Masks::Seeded(Box::new(MaskDraws::new(cfg.grid, cfg.keep, (h, w), cfg.seed)?)),
+                    cfg.masks,
+                    cfg.grid,
+                    cfg.keep,
+                )
             }
-        };
-        let (count, grid, keep) = match &plan {
-            Some(p) => (p.len(), p.grid, p.keep),
-            None => (cfg.masks, cfg.grid, cfg.keep),
         };
         let outputs = scored_outputs(&model.forward(input)?, &target.score)?;
         let targets = target.resolve(&outputs)?;
@@ -126,14 +151,7 @@ impl<M: TapModel + ?Sized> Explainer<M> for Rise {
         let device = input.device();
         let mut sums: Vec<Option<Tensor>> = vec![None; n];
         for chunk in chunks(count, cfg.batch)? {
-            let flat: Vec<f32> = match (&plan, draws.as_mut()) {
-                (Some(plan), _) => (chunk.start..chunk.start + chunk.len).flat_map(|i| plan.mask(i)).collect(),
-                (None, Some(draws)) => {
-                    let part = draws.next_plan(chunk.len);
-                    (0..chunk.len).flat_map(|i| part.mask(i)).collect()
-                }
-                (None, None) => return Err(Error::msg("RISE has neither a mask plan nor a seed to draw from")),
-            };
+            let flat = source.masks(chunk.start, chunk.len);
             let masks = Tensor::from_vec(flat, (chunk.len, 1, h, w), device)?.to_dtype(input.dtype())?;
             let kept = masks.affine(-1.0, 1.0)?.affine(cfg.fill, 0.0)?;
             let masks_flat = masks.reshape((chunk.len, h * w))?.to_dtype(DType::F32)?;
