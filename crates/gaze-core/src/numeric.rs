@@ -22,6 +22,15 @@ pub fn rel_max_abs_err(a: &Tensor, b: &Tensor) -> Result<f32> {
     Ok(if scale == 0.0 { diff } else { diff / scale })
 }
 
+/// The most values one map holds wherever a map is made or resized (4 GiB of `f32`): larger
+/// sizes are errors rather than allocations that abort.
+pub const MAX_MAP_VALUES: usize = 1 << 30;
+
+/// The largest Gaussian blur sigma, in pixels, of a baseline or fill: a kernel spans `8σ + 1`
+/// pixels per pass, so a larger one costs minutes per image and blurs any image to its mean long
+/// before.
+pub const MAX_BLUR_SIGMA: f64 = 1000.0;
+
 /// Checks a batch of images as every method's `explain` takes it: `[N, C, H, W]` with at least one
 /// image of at least one channel and one pixel, a floating-point dtype, and only finite values (a
 /// NaN would otherwise pass through the models' ReLUs as 0 and give a normal-looking map).

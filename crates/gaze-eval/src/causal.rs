@@ -46,7 +46,7 @@ pub enum Substrate {
 impl Substrate {
     /// The largest kernel side of [`Substrate::Blur`]: 8001 taps, the `8σ + 1` of the largest blur
     /// sigma (1000 pixels) that baselines and fills accept.
-    pub const MAX_BLUR_SIZE: usize = 8001;
+    pub const MAX_BLUR_SIZE: usize = 8 * gaze_core::numeric::MAX_BLUR_SIGMA as usize + 1;
 
     /// The substrate of every image, `[N, C, H, W]`.
     fn build(&self, inputs: &Tensor) -> Result<Tensor> {

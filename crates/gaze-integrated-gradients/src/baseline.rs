@@ -8,9 +8,8 @@ use gaze_core::{Error, Result};
 /// The Gaussian blur a bare `blur` baseline uses, in pixels.
 pub const DEFAULT_BLUR_SIGMA: f64 = 5.0;
 
-/// The largest blur sigma accepted, in pixels: the kernel spans `8 σ + 1` pixels per pass, so a
-/// larger one would cost minutes per image and blurs any image to its mean long before.
-pub const MAX_BLUR_SIGMA: f64 = 1000.0;
+/// The largest blur sigma accepted, in pixels ([`gaze_core::numeric::MAX_BLUR_SIGMA`]).
+pub const MAX_BLUR_SIGMA: f64 = gaze_core::numeric::MAX_BLUR_SIGMA;
 
 /// The start of the integration path.
 #[derive(Clone, Debug, Default)]

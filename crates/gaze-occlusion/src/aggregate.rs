@@ -7,7 +7,7 @@ use crate::patches::PatchGrid;
 
 /// The most values one map of [`captum_map`], [`tf_explain_map`] or [`resize_bilinear`] holds
 /// (`T · C · H · W`, 4 GiB of f32).
-pub const MAX_MAP_VALUES: usize = 1 << 30;
+pub const MAX_MAP_VALUES: usize = gaze_core::numeric::MAX_MAP_VALUES;
 
 /// `dims`' product when it is at least 1 and at most [`MAX_MAP_VALUES`]; an error naming `what`
 /// otherwise.

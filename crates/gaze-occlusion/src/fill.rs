@@ -52,9 +52,8 @@ impl Fill {
     /// The blur's standard deviation when `blur` is given without one.
     pub const DEFAULT_BLUR_SIGMA: f64 = 5.0;
 
-    /// The largest blur sigma accepted, in pixels: the kernel spans `8 σ + 1` pixels per pass, so a
-    /// larger one would cost minutes per image and blurs any image to its mean long before.
-    pub const MAX_BLUR_SIGMA: f64 = 1000.0;
+    /// The largest blur sigma accepted, in pixels ([`gaze_core::numeric::MAX_BLUR_SIGMA`]).
+    pub const MAX_BLUR_SIGMA: f64 = gaze_core::numeric::MAX_BLUR_SIGMA;
 
     /// Parses `--fill`: a number, comma-separated numbers (one per channel), `mean`, `blur` or
     /// `blur:SIGMA`.

@@ -261,7 +261,7 @@ impl Map {
 }
 
 /// The most values a map holds (4 GiB of `f32`).
-pub const MAX_MAP_VALUES: usize = 1 << 30;
+pub const MAX_MAP_VALUES: usize = gaze_core::numeric::MAX_MAP_VALUES;
 
 /// An error unless a map of `height × width` has both sides at least 1 and at most
 /// [`MAX_MAP_VALUES`] values.

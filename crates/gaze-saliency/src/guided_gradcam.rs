@@ -46,7 +46,7 @@ impl Interpolation {
     }
 
     /// The most values [`Interpolation::resize`] makes (`N · T · H · W`, 4 GiB of f32).
-    pub const MAX_RESIZED_VALUES: usize = 1 << 30;
+    pub const MAX_RESIZED_VALUES: usize = gaze_core::numeric::MAX_MAP_VALUES;
 
     /// Resizes maps `[N, T, h, w]` to `[N, T, H, W]`.
     ///
