@@ -8,7 +8,7 @@ use gaze_core::{Error, Result};
 
 use crate::maps::{HostMaps, MapScores};
 use crate::rng::Rng;
-use crate::similarity::{spearman, ssim};
+use crate::similarity::{spearman, ssim, SSIM_WINDOW};
 
 /// How layers are randomised, after Adebayo et al., "Sanity Checks for Saliency Maps" (NeurIPS
 /// 2018, <https://arxiv.org/abs/1810.03292>).
@@ -60,14 +60,11 @@ impl SanityReport {
     }
 }
 
-/// The side of SSIM's window: the smallest map side [`sanity_check`] takes.
-const SSIM_WINDOW: usize = 7;
-
 /// Runs a sanity check over `layers`, listed from the output toward the input.
 ///
 /// `maps_for(randomised)` must return the method's maps (`[N, H, W]` or `[N, T, H, W]` of at least
-/// 7×7 pixels, the window of [`ssim`], the same images and the same target classes every call) for the model with the layers `randomised`
-/// replaced by random weights; it is first called with no layer for the original maps.
+/// 7×7 pixels, the window of [`ssim`], the same images and the same target classes every call)
+/// for the model with the layers `randomised` replaced by random weights; it is first called with no layer for the original maps.
 /// Keep the targets fixed (the original model's classes): a randomised model predicts other
 /// classes, and a map of another class is not the comparison the paper makes.
 /// [`randomize_weights`] makes such a model's weights from a checkpoint's tensors.

@@ -57,12 +57,15 @@ fn ranks(v: &[f32]) -> Vec<f64> {
     out
 }
 
+/// The side of [`ssim`]'s uniform window, and so the smallest map side it takes.
+pub(crate) const SSIM_WINDOW: usize = 7;
+
 /// The mean structural similarity of two `h`×`w` maps (row-major), as scikit-image's
 /// `structural_similarity(a, b, data_range=data_range)` with its defaults: a 7×7 uniform window,
 /// `K1 = 0.01`, `K2 = 0.03`, sample covariances, and the mean taken over the windows that fit
 /// inside the image.
 pub fn ssim(a: &[f32], b: &[f32], h: usize, w: usize, data_range: f64) -> Result<f64> {
-    const WIN: usize = 7;
+    const WIN: usize = SSIM_WINDOW;
     let len = h.checked_mul(w);
     if len != Some(a.len()) || len != Some(b.len()) || h < WIN || w < WIN {
         return Err(Error::InvalidOption {
