@@ -37,11 +37,16 @@ pub fn read_batch(model: &dyn Classifier, images: &[PathBuf], tensor_file: Optio
                 let small = pre.resize(&image);
                 inputs.push(pre.normalize(&small, &device)?);
                 resized.push(small);
-                stems.push(path.file_stem().and_then(|s| s.to_str()).unwrap_or("image").to_string());
+                stems.push(file_stem(path));
             }
             Ok(Batch { input: Tensor::stack(&inputs, 0)?, stems, images: resized })
         }
     }
+}
+
+/// An image file's stem, as its pictures are named (`image` when it has none in UTF-8).
+pub fn file_stem(path: &Path) -> String {
+    path.file_stem().and_then(|s| s.to_str()).unwrap_or("image").to_string()
 }
 
 /// The image files named by `paths`: a file as it is, a folder as its PNG and JPEG files (by name,

@@ -108,8 +108,8 @@ impl Preprocess {
     }
 
     /// Checks the sizes and statistics: every size in `1..=`[`MAX_IMAGE_SIDE`], the standard
-    /// deviations positive and finite. The built-in preprocessings
-    /// pass; [`apply`](Preprocess::apply) checks a hand-made one first ([`resize`](Preprocess::resize)
+    /// deviations positive and finite. The built-in preprocessings pass;
+    /// [`apply`](Preprocess::apply) checks a hand-made one first ([`resize`](Preprocess::resize)
     /// assumes a valid one).
     pub fn validate(&self) -> Result<()> {
         let bad = |option: &str, value: String, expected: String| {

@@ -25,7 +25,7 @@ use clap::Args as ClapArgs;
 use gaze_core::{Attribution, Score, Target};
 use serde::Serialize;
 
-use crate::input::{image_files, read_batch, Batch};
+use crate::input::{file_stem, image_files, read_batch, Batch};
 use crate::model::ModelArgs;
 use crate::UsageError;
 pub use options::MethodOptions;
@@ -371,11 +371,6 @@ fn check_distinct_layers(asked: &[String], resolved: &[String]) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// An image file's stem, as its pictures are named.
-fn file_stem(path: &std::path::Path) -> String {
-    path.file_stem().and_then(|s| s.to_str()).unwrap_or("image").to_string()
 }
 
 /// The file stems, made unique by a suffix `-2`, `-3`, ... where two images share one (the same

@@ -79,7 +79,7 @@ impl OutputDir {
     }
 
     /// The path a staged file will have once the run commits.
-    pub fn final_path(&self, name: &str) -> PathBuf {
+    fn final_path(&self, name: &str) -> PathBuf {
         self.dir.join(name)
     }
 
