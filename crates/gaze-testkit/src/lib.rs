@@ -1,7 +1,7 @@
 //! # gaze-testkit
 //!
-//! Test support shared by the gradient method crates (saliency, SmoothGrad, integrated and
-//! expected gradients), used only as a dev-dependency: a small VGG-like model with seeded random
+//! Test support shared by the method crates (saliency, SmoothGrad, integrated and expected
+//! gradients, RISE), used only as a dev-dependency: a small VGG-like model with seeded random
 //! weights, a tap after every stage, every stage a cut point, and counters of how often the head
 //! and the tail run; [`StopAfter`], a model that fails after a few passes, for tests that a huge
 //! sample count is not allocated up front; [`rel`], the relative error the tests compare with; and
